@@ -1,0 +1,133 @@
+# melt — build, test, run, fuzz, install.
+#   make            build build/melt and build/libmelt.a
+#   make test       install deps, build, run every test (last line: N passed, N failed)
+#   make run        install deps, build, run the quickstart on this machine
+#   make fuzz       fuzz every parser for FUZZ_SECONDS each (clang libFuzzer)
+#   make install PREFIX=/usr/local
+# Options: SANITIZE=address,undefined  WERROR=1  CC=clang  O=2
+
+VERSION    := 0.1.0
+CC         ?= cc
+O          ?= 2
+PREFIX     ?= /usr/local
+WERROR     ?= 0
+SANITIZE   ?=
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SANITIZE),)
+BUILD      ?= build
+else
+BUILD      ?= build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+WARN   := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+          -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN   += -Werror
+endif
+CFLAGS  ?= -O$(O) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Isrc -I$(BUILD)/gen
+LDLIBS  := -lm -ljansson -pthread
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+LIB_SRC  := $(sort $(shell find src -name '*.c' -not -path 'src/cli/*'))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
+
+.PHONY: all deps test run fuzz install clean lint unit-bins
+all: $(BUILD)/melt $(BUILD)/libmelt.a
+
+deps:
+	@scripts/deps.sh build
+
+# Version header is rewritten only when its content changes.
+$(BUILD)/gen/melt_version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#define MELT_VERSION "%s"\n#define MELT_GIT_COMMIT "%s"\n' \
+	    '$(VERSION)' '$(GIT_COMMIT)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(BUILD)/obj/%.o: %.c | $(BUILD)/gen/melt_version.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/src/cli/cmd_version.o: $(BUILD)/gen/melt_version.h
+
+$(BUILD)/libmelt.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/melt: $(CLI_OBJ) $(BUILD)/libmelt.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmelt.a $(LDLIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS) -lcmocka
+
+# Fuzz targets built with a plain main() that replays the corpus (run in
+# make test, so every corpus file stays a regression test).
+$(BUILD)/tests/replay_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(BUILD)/libmelt.a $(LDLIBS)
+
+unit-bins: $(UNIT_BIN) $(REPLAY_BIN)
+
+test: deps
+	@$(MAKE) --no-print-directory all unit-bins
+	@tests/run.sh $(BUILD)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(BUILD)/run
+	$(BUILD)/melt model synth --preset tiny --type q8_0 --seed 1 -o $(BUILD)/run/tiny-q8_0.gguf
+	$(BUILD)/melt model info $(BUILD)/run/tiny-q8_0.gguf
+
+# libFuzzer builds: one binary per tests/fuzz/fuzz_NAME.c, corpus tests/fuzz/NAME/.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -I$(BUILD)/gen \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz:
+	@scripts/deps.sh fuzz
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRC); do \
+	    n=$$(basename $$f .c); name=$${n#fuzz_}; \
+	    echo "fuzz: building $$n"; \
+	    $(FUZZ_CC) $(FUZZ_FLAGS) -o build/fuzz/$$n $$f $(LIB_SRC) -lm -ljansson -pthread || exit 1; \
+	    mkdir -p build/fuzz/corpus-$$name; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS)s (new inputs in build/fuzz/corpus-$$name)"; \
+	    build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$name tests/fuzz/$$name \
+	        2>&1 | grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-' ; \
+	done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/melt \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/melt $(DESTDIR)$(PREFIX)/bin/melt
+	install -m 644 include/melt/*.h $(DESTDIR)$(PREFIX)/include/melt/
+	install -m 644 $(BUILD)/libmelt.a $(DESTDIR)$(PREFIX)/lib/libmelt.a
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' melt.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/melt.pc
+
+# Functions that invite overflows; use snprintf, memcpy with sizes, strtol.
+lint:
+	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|strtok)\s*\(' \
+	    $$(find src include agent tests -name '*.[ch]') || \
+	    { echo "lint: banned function used (see above)"; exit 1; }
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

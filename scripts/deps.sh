@@ -1,0 +1,45 @@
+#!/bin/sh
+# Install the Debian packages melt needs, only those missing.
+# Usage: scripts/deps.sh [build|fuzz|cross|all]   (default: build)
+# Idempotent; with everything present it only asks dpkg, well under a second.
+set -eu
+
+build_pkgs="gcc make libc6-dev pkg-config git libcmocka-dev libjansson-dev"
+fuzz_pkgs="clang libclang-rt-14-dev"
+cross_pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
+
+case "${1:-build}" in
+build) want="$build_pkgs" ;;
+fuzz) want="$build_pkgs $fuzz_pkgs" ;;
+cross) want="$build_pkgs $cross_pkgs" ;;
+all) want="$build_pkgs $fuzz_pkgs $cross_pkgs" ;;
+*) echo "deps.sh: unknown set '$1' (build, fuzz, cross, all)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+    # "ii " = installed; anything else (absent, half-configured) is missing.
+    st=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+    case "$st" in
+    ii*) ;;
+    *) missing="$missing $p" ;;
+    esac
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "deps: missing packages:$missing (run as root or install them)" >&2
+        exit 1
+    fi
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Update the package lists once: a fresh image has none.
+$SUDO apt-get update -qq >/dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,38 @@
+#include "melt/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+int melt_errorf(melt_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void melt_error_clear(melt_error *err)
+{
+    if (err) {
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *melt_status_str(int code)
+{
+    switch (code) {
+    case MELT_OK: return "ok";
+    case MELT_EIO: return "I/O error";
+    case MELT_EFORMAT: return "format error";
+    case MELT_ENOMEM: return "out of memory";
+    case MELT_EINVAL: return "invalid argument";
+    case MELT_EUNSUPPORTED: return "unsupported";
+    case MELT_ENOTFOUND: return "not found";
+    default: return "unknown error";
+    }
+}

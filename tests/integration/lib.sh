@@ -1,0 +1,67 @@
+# Shared helpers for integration tests (sourced). Each test script calls
+# check/check_fails/... and ends with `finish`, which prints
+# "RESULT passed failed" for tests/run.sh.
+# Environment from run.sh: MELT (binary), ROOT (repo), T (scratch folder).
+set -u
+: "${MELT:?run through tests/run.sh}"
+: "${T:?}"
+FIX="$ROOT/tests/fixtures"
+DATA="$ROOT/tests/data"
+_pass=0
+_fail=0
+
+_report() { # name ok detail
+    if [ "$2" = 1 ]; then
+        _pass=$((_pass + 1)); echo "ok   $1"
+    else
+        _fail=$((_fail + 1)); echo "FAIL $1"; printf '%s\n' "$3" | sed 's/^/     /'
+    fi
+}
+
+# run CMD...: runs and keeps exit code in $rc, stdout in $T/out, stderr in $T/err
+run() { "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+
+# check NAME CMD... : passes when CMD exits 0
+check() {
+    _n=$1; shift
+    run "$@"
+    if [ $rc -eq 0 ]; then _report "$_n" 1 ""; else
+        _report "$_n" 0 "expected exit 0, got $rc from: $*
+stderr: $(head -c 600 "$T/err")"; fi
+}
+
+# check_exit NAME CODE CMD... : passes when CMD exits with CODE
+check_exit() {
+    _n=$1; _want=$2; shift 2
+    run "$@"
+    if [ $rc -eq "$_want" ]; then _report "$_n" 1 ""; else
+        _report "$_n" 0 "expected exit $_want, got $rc from: $*
+stderr: $(head -c 600 "$T/err")"; fi
+}
+
+# expect NAME FILE REGEX : passes when FILE has a line matching REGEX (grep -E)
+expect() {
+    if grep -qE -- "$3" "$2"; then _report "$1" 1 ""; else
+        _report "$1" 0 "expected /$3/ in $2, got:
+$(head -c 800 "$2")"; fi
+}
+
+# expect_not NAME FILE REGEX
+expect_not() {
+    if grep -qE -- "$3" "$2"; then _report "$1" 0 "did not expect /$3/ in $2:
+$(grep -E -- "$3" "$2" | head -5)"; else _report "$1" 1 ""; fi
+}
+
+# expect_eq NAME GOT WANT
+expect_eq() {
+    if [ "$2" = "$3" ]; then _report "$1" 1 ""; else
+        _report "$1" 0 "expected '$3', got '$2'"; fi
+}
+
+# expect_lines NAME FILE N : file has exactly N lines
+expect_lines() {
+    _c=$(wc -l <"$2")
+    expect_eq "$1" "$_c" "$3"
+}
+
+finish() { echo "RESULT $_pass $_fail"; }
