@@ -86,7 +86,7 @@ unit-bins: $(UNIT_BIN) $(REPLAY_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all unit-bins
-	@tests/run.sh $(BUILD)
+	@MELT_SANITIZE='$(SANITIZE)' tests/run.sh $(BUILD)
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -1,0 +1,129 @@
+/* Core pieces: errors, type geometry, CPU feature strings. */
+#include "testutil.h"
+
+#include "melt/cpu.h"
+#include "melt/error.h"
+#include "melt/types.h"
+
+static void error_records_code_and_message(void **state)
+{
+    (void)state;
+    melt_error e = {0};
+    int rc = melt_errorf(&e, MELT_EFORMAT, "bad %s at %d", "thing", 42);
+    assert_int_equal(rc, MELT_EFORMAT);
+    assert_int_equal(e.code, MELT_EFORMAT);
+    assert_string_equal(e.msg, "bad thing at 42");
+    melt_error_clear(&e);
+    assert_int_equal(e.code, 0);
+    assert_string_equal(e.msg, "");
+    /* NULL error sink is allowed and still returns the code. */
+    assert_int_equal(melt_errorf(NULL, MELT_EIO, "x"), MELT_EIO);
+}
+
+static void error_truncates_long_messages(void **state)
+{
+    (void)state;
+    melt_error e;
+    char big[2000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    melt_errorf(&e, MELT_EINVAL, "%s", big);
+    assert_int_equal(strlen(e.msg), sizeof e.msg - 1);
+}
+
+static void types_have_ggml_geometry(void **state)
+{
+    (void)state;
+    static const struct { uint32_t type; uint32_t elems, bytes; const char *name; } want[] = {
+        {MELT_TYPE_F32, 1, 4, "f32"},    {MELT_TYPE_F16, 1, 2, "f16"},
+        {MELT_TYPE_BF16, 1, 2, "bf16"},  {MELT_TYPE_Q8_0, 32, 34, "q8_0"},
+        {MELT_TYPE_Q4_0, 32, 18, "q4_0"}, {MELT_TYPE_Q4_K, 256, 144, "q4_K"},
+        {MELT_TYPE_Q5_K, 256, 176, "q5_K"}, {MELT_TYPE_Q6_K, 256, 210, "q6_K"},
+        {MELT_TYPE_Q8_K, 256, 292, "q8_K"}, {MELT_TYPE_Q2_K, 256, 84, "q2_K"},
+        {MELT_TYPE_Q3_K, 256, 110, "q3_K"}, {MELT_TYPE_IQ4_XS, 256, 136, "iq4_xs"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const melt_type_traits *t = melt_type_traits_of(want[i].type);
+        assert_non_null(t);
+        assert_int_equal(t->block_elems, want[i].elems);
+        assert_int_equal(t->block_bytes, want[i].bytes);
+        assert_string_equal(t->name, want[i].name);
+    }
+}
+
+static void types_reject_retired_and_unknown_ids(void **state)
+{
+    (void)state;
+    const uint32_t bad[] = {4, 5, 31, 32, 33, 36, 37, 38, 40, 1000, UINT32_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(melt_type_traits_of(bad[i]));
+        assert_string_equal(melt_type_name(bad[i]), "?");
+    }
+}
+
+static void row_bytes_checks_blocks_and_overflow(void **state)
+{
+    (void)state;
+    uint64_t b = 0;
+    assert_true(melt_type_row_bytes(MELT_TYPE_Q4_K, 4096, &b));
+    assert_int_equal(b, 16 * 144);
+    assert_true(melt_type_row_bytes(MELT_TYPE_F32, 3, &b));
+    assert_int_equal(b, 12);
+    assert_false(melt_type_row_bytes(MELT_TYPE_Q4_0, 33, &b));
+    assert_false(melt_type_row_bytes(MELT_TYPE_F32, UINT64_MAX / 2, &b));
+    assert_false(melt_type_row_bytes(4, 32, &b));
+}
+
+static void cpu_features_string_lists_names(void **state)
+{
+    (void)state;
+    melt_cpu_features f = {0};
+    char buf[256];
+    assert_string_equal(melt_cpu_features_str(&f, buf, sizeof buf), "none");
+    f.avx2 = f.fma = true;
+    assert_string_equal(melt_cpu_features_str(&f, buf, sizeof buf), "AVX2 FMA");
+    f.neon = f.dotprod = true;
+    assert_string_equal(melt_cpu_features_str(&f, buf, sizeof buf), "AVX2 FMA NEON DOTPROD");
+    /* A tiny buffer is never overrun. */
+    char small[6];
+    melt_cpu_features_str(&f, small, sizeof small);
+    assert_true(strlen(small) < sizeof small);
+}
+
+static void cpu_detect_matches_proc_cpuinfo(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    const melt_cpu_features *f = melt_cpu_detect();
+    /* procfs files report size 0: read the first "flags" line. */
+    FILE *fp = fopen("/proc/cpuinfo", "r");
+    assert_non_null(fp);
+    char *info = NULL;
+    size_t cap = 0;
+    while (getline(&info, &cap, fp) > 0 && strncmp(info, "flags", 5) != 0)
+        ;
+    fclose(fp);
+    assert_non_null(info);
+    info[strcspn(info, "\n")] = ' ';
+    assert_int_equal(f->avx2, strstr(info, " avx2 ") != NULL);
+    assert_int_equal(f->avx512f, strstr(info, " avx512f ") != NULL);
+    assert_int_equal(f->f16c, strstr(info, " f16c ") != NULL);
+    free(info);
+#else
+    skip();
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(error_records_code_and_message),
+        cmocka_unit_test(error_truncates_long_messages),
+        cmocka_unit_test(types_have_ggml_geometry),
+        cmocka_unit_test(types_reject_retired_and_unknown_ids),
+        cmocka_unit_test(row_bytes_checks_blocks_and_overflow),
+        cmocka_unit_test(cpu_features_string_lists_names),
+        cmocka_unit_test(cpu_detect_matches_proc_cpuinfo),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
