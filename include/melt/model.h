@@ -77,6 +77,11 @@ melt_synth_params melt_synth_default_params(void);
 
 /* Write a random-weight llama-architecture model to out_path. */
 int melt_model_synth(const melt_synth_params *p, const char *out_path, melt_error *err);
+/* The same for a caller-defined shape (p->preset is ignored; preset->name
+ * names the model and may be NULL). MELT_EINVAL when the shape is unusable
+ * (n_embd not a multiple of n_head, n_head not of n_head_kv, odd head size). */
+int melt_model_synth_preset(const melt_synth_preset *preset, const melt_synth_params *p,
+                            const char *out_path, melt_error *err);
 
 #ifdef __cplusplus
 }

@@ -25,7 +25,9 @@ uint16_t melt_fp32_to_bf16(float f);
 float melt_bf16_to_fp32(uint16_t h);
 
 /* True when melt can quantize to / dequantize from type with the functions
- * below (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K). */
+ * below (f32 f16 bf16 q8_0 q4_0 q4_K q5_K q6_K; also q4_1, q5_0 and q5_1,
+ * the fallbacks for rows that do not fit 256, and q8_K, the activation
+ * type of k-quant dot products). */
 bool melt_type_supported(uint32_t type);
 
 /* Convert n floats (n a multiple of the type's block size) to type.

@@ -40,6 +40,7 @@ CLI_DECLARE(model)
 CLI_DECLARE(model_info)
 CLI_DECLARE(model_synth)
 CLI_DECLARE(model_quantize)
+CLI_DECLARE(tokenize)
 
 
 

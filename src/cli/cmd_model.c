@@ -37,6 +37,10 @@ int cmd_model(int argc, char **argv)
             c->usage(stdout);
             return CLI_OK;
         }
+        /* Messages of the subcommand name it as "model SUB". */
+        char name[64];
+        snprintf(name, sizeof name, "model %s", c->name);
+        argv[1] = name;
         return c->run(argc - 1, argv + 1);
     }
     return cli_usage_error(usage_model, "model: unknown subcommand '%s'", sub);

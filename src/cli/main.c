@@ -9,6 +9,7 @@
 
 const cli_cmd cli_commands[] = {
     {"model", "inspect, synthesize and quantize model files", cmd_model, usage_model},
+    {"tokenize", "turn text into token ids with a GGUF file's tokenizer", cmd_tokenize, usage_tokenize},
     {"version", "print version, build and CPU features", cmd_version, usage_version},
     {"help", "show help for melt or a command", cmd_help, usage_help},
     {NULL, NULL, NULL, NULL},

@@ -26,4 +26,14 @@ uint32_t melt_quant_pick_type(enum melt_ftype ftype, const char *name,
 /* Value llama.cpp stores in general.file_type for ftype (llama_ftype). */
 uint32_t melt_ftype_to_llama(enum melt_ftype ftype);
 
+/* True when llama.cpp would convert tensor `name` at all: 2-D or larger,
+ * the name ends in "weight", and it is not a norm, an expert router, a
+ * positional embedding or one of the other small tensors llama.cpp keeps.
+ * Tensors for which this is false keep their type in `melt model quantize`. */
+bool melt_quant_tensor_quantizable(const char *name, uint32_t n_dims);
+
+/* The type a weight matrix gets under ftype before the per-tensor mix and
+ * the shape fallback (q4_k_m -> q4_K, f16 -> f16, ...). */
+uint32_t melt_ftype_base_type(enum melt_ftype ftype);
+
 #endif

@@ -34,7 +34,9 @@ expect "info_q4_k_m_file_type" "$T/flat.json" '"file_type":15,'
 check "info_bpe_vocab" "$MELT" model info --json "$FIX/vocab/ggml-vocab-llama-bpe.gguf"
 expect "info_bpe_vocab_type" "$T/out" '"vocab_type": "gpt2"'
 expect "info_bpe_vocab_pre" "$T/out" '"vocab_pre": "llama-bpe"'
-expect "info_bpe_has_template" "$T/out" '"has_chat_template": true'
+expect "info_bpe_no_template" "$T/out" '"has_chat_template": false'
+check "info_phi3_vocab" "$MELT" model info --json "$FIX/vocab/ggml-vocab-phi-3.gguf"
+expect "info_phi3_has_template" "$T/out" '"has_chat_template": true'
 
 # Broken files: exit 1, exactly one line on stderr naming the problem.
 head -c 1000 "$S" >"$T/trunc.gguf"

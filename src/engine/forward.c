@@ -1,0 +1,139 @@
+/* The llama-family forward pass (llama 1/2/3, mistral, TinyLlama, qwen2).
+ *
+ * melt_forward_llama reads top to bottom in model order, like llama2.c's
+ * forward(): embed, then per layer RMSNorm -> Q/K/V -> RoPE -> KV cache ->
+ * attention -> output projection -> residual, RMSNorm -> SwiGLU FFN ->
+ * residual; then the final norm and the classifier. The heavy ops go
+ * through c->ops (ops.h) and run on the thread pool, split by output rows
+ * (matmuls) or by (token, head) (attention). */
+#include <math.h>
+#include <stddef.h>
+
+#include "engine/engine_internal.h"
+
+/* ---- parallel helpers ---- */
+
+typedef struct matmul_task {
+    const melt_context *c;
+    const melt_weight *w;
+    const float *x;
+    int n_tok;
+    float *y;
+} matmul_task;
+
+static void matmul_run(void *arg, int ith, int nth)
+{
+    const matmul_task *t = arg;
+    float *buf = t->c->scratch + (size_t)ith * t->c->scratch_floats;
+    t->c->ops->matmul(t->w, t->x, t->n_tok, t->y, buf, ith, nth);
+}
+
+/* y (n_tok x w->n_out) = x (n_tok x w->n_in) times w transposed. */
+static void matmul(melt_context *c, float *y, const melt_weight *w, const float *x, int n_tok)
+{
+    matmul_task t = {.c = c, .w = w, .x = x, .n_tok = n_tok, .y = y};
+    melt_pool_run(c->pool, matmul_run, &t);
+}
+
+typedef struct attention_task {
+    const melt_context *c;
+    int layer, n_tok, pos;
+} attention_task;
+
+static void attention_run(void *arg, int ith, int nth)
+{
+    const attention_task *t = arg;
+    const melt_context *c = t->c;
+    const melt_hparams *hp = &c->model->hp;
+    const int hd = hp->head_dim, q_dim = hp->n_head * hd;
+    const int group = hp->n_head / hp->n_head_kv;  /* query heads per KV head */
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *scratch = c->scratch + (size_t)ith * c->scratch_floats;
+    const int n_items = t->n_tok * hp->n_head;
+    const int per = n_items / nth, extra = n_items % nth;
+    const int i0 = ith * per + (ith < extra ? ith : extra);
+    const int i1 = i0 + per + (ith < extra ? 1 : 0);
+    for (int i = i0; i < i1; i++) {
+        const int tok = i / hp->n_head, h = i % hp->n_head;
+        const size_t off = (size_t)tok * q_dim + (size_t)h * hd;
+        melt_kv_view kv = melt_kv_cache_view(&c->kv, t->layer, h / group, hd);
+        c->ops->attend(c->att + off, c->q + off, &kv, t->pos + tok + 1, hd, scale, scratch);
+    }
+}
+
+/* Causal self-attention of n_tok queries at pos.. over the cache. */
+static void attention(melt_context *c, int layer, int n_tok, int pos)
+{
+    attention_task t = {.c = c, .layer = layer, .n_tok = n_tok, .pos = pos};
+    melt_pool_run(c->pool, attention_run, &t);
+}
+
+static void add_bias(float *y, const float *b, int n_tok, int n)
+{
+    if (!b) return;
+    for (int t = 0; t < n_tok; t++)
+        for (int i = 0; i < n; i++) y[(size_t)t * n + i] += b[i];
+}
+
+static void add(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* ---- the forward pass ---- */
+
+void melt_forward_llama(melt_context *c, const int32_t *tokens, int n, int pos,
+                        enum melt_logits which, float *logits)
+{
+    const melt_model *m = c->model;
+    const melt_hparams *hp = &m->hp;
+    const melt_ops *ops = c->ops;
+    const int d = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff;
+    const int q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
+    float *x = c->x, *xb = c->xb;
+
+    /* token embeddings */
+    for (int t = 0; t < n; t++)
+        melt_weight_row_f32(&m->tok_embd, tokens[t], x + (size_t)t * d);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const melt_layer *ly = &m->layers[l];
+
+        /* attention: x += wo(attn(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(x) */
+        for (int t = 0; t < n; t++)
+            ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->attn_norm, d, hp->norm_eps);
+        matmul(c, c->q, &ly->wq, xb, n);
+        matmul(c, c->k, &ly->wk, xb, n);
+        matmul(c, c->v, &ly->wv, xb, n);
+        add_bias(c->q, ly->bq, n, q_dim);
+        add_bias(c->k, ly->bk, n, kv_dim);
+        add_bias(c->v, ly->bv, n, kv_dim);
+        for (int t = 0; t < n; t++) {
+            ops->rope(c->q + (size_t)t * q_dim, hp->n_head, hd, pos + t, &hp->rope);
+            ops->rope(c->k + (size_t)t * kv_dim, hp->n_head_kv, hd, pos + t, &hp->rope);
+            melt_kv_cache_store(&c->kv, l, pos + t, c->k + (size_t)t * kv_dim,
+                                c->v + (size_t)t * kv_dim);
+        }
+        attention(c, l, n, pos);
+        matmul(c, xb, &ly->wo, c->att, n);
+        add_bias(xb, ly->bo, n, d);
+        add(x, xb, (size_t)n * d);
+
+        /* feed-forward: x += w_down(silu(w_gate xn) * w_up xn), xn = rmsnorm(x) */
+        for (int t = 0; t < n; t++)
+            ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->ffn_norm, d, hp->norm_eps);
+        matmul(c, c->hb, &ly->w_gate, xb, n);
+        matmul(c, c->hb2, &ly->w_up, xb, n);
+        for (int t = 0; t < n; t++)
+            ops->swiglu(c->hb + (size_t)t * ff, c->hb2 + (size_t)t * ff, ff);
+        matmul(c, xb, &ly->w_down, c->hb, n);
+        add(x, xb, (size_t)n * d);
+    }
+
+    /* final norm and classifier, for the rows asked for */
+    if (which == MELT_LOGITS_NONE) return;
+    const int first = which == MELT_LOGITS_ALL ? 0 : n - 1;
+    for (int t = first; t < n; t++)
+        ops->rmsnorm(xb + (size_t)(t - first) * d, x + (size_t)t * d, m->output_norm, d, hp->norm_eps);
+    matmul(c, logits, &m->output, xb, n - first);
+}

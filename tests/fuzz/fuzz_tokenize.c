@@ -1,0 +1,70 @@
+/* Fuzz target: tokenizers on arbitrary bytes. The first input byte picks
+ * the options (bit 0: add BOS/EOS, bit 1: parse special tokens, bit 2: the
+ * llama-3 BPE vocab instead of stories260K's SentencePiece one); the rest
+ * is the text. Tokenizes, checks every id is in the vocab, detokenizes, and
+ * for SentencePiece checks the text comes back byte for byte (unless it
+ * holds U+2581, which SentencePiece reads as a space). Vocabularies are
+ * loaded once, from tests/fixtures (run from the repository root). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "melt/gguf.h"
+#include "melt/tokenizer.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static melt_tokenizer *load(const char *path)
+{
+    melt_error err = {0};
+    melt_gguf *g = NULL;
+    melt_tokenizer *t = NULL;
+    if (melt_gguf_open(path, &g, &err) < 0 || melt_tokenizer_load(g, &t, &err) < 0) {
+        fprintf(stderr, "fuzz_tokenize: %s: %s\n", path, err.msg);
+        abort();
+    }
+    melt_gguf_close(g);
+    return t;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static melt_tokenizer *spm, *bpe;   /* loaded once per process */
+    if (size == 0)
+        return 0;
+    unsigned opt = data[0];
+    const char *text = (const char *)data + 1;
+    size_t len = size - 1;
+    melt_tokenizer *t;
+    if (opt & 4) {
+        if (!bpe)
+            bpe = load("tests/fixtures/vocab/ggml-vocab-llama-bpe.gguf");
+        t = bpe;
+    } else {
+        if (!spm)
+            spm = load("tests/fixtures/stories260K/stories260K.gguf");
+        t = spm;
+    }
+    unsigned flags = ((opt & 1) ? MELT_TOKENIZE_ADD_SPECIAL : 0) |
+                     ((opt & 2) ? MELT_TOKENIZE_PARSE_SPECIAL : 0);
+    melt_error err = {0};
+    melt_token *ids = NULL;
+    size_t n = 0;
+    if (melt_tokenize(t, text, len, flags, &ids, &n, &err) < 0)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= melt_tokenizer_n_vocab(t))
+            abort();
+    char *back = NULL;
+    size_t blen = 0;
+    if (melt_detokenize(t, ids, n, MELT_DETOKENIZE_UNPARSE_SPECIAL, &back, &blen, &err) < 0)
+        abort();
+    if (!(opt & 4) && !(opt & 1) && !memmem(text, len, "\xE2\x96\x81", 3)) {
+        if (blen != len || memcmp(back, text, len) != 0)
+            abort();
+    }
+    free(back);
+    free(ids);
+    return 0;
+}

@@ -1,0 +1,534 @@
+/* Builtin engine, reference path: logits against llama.cpp's on the same
+ * files (tests/fixtures/stories260K, tests/fixtures/quant), greedy tokens,
+ * thread-count determinism, the reference ops, and load-time errors. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+
+#include "engine/ops.h"
+#include "melt/engine.h"
+#include "melt/gguf.h"
+#include "melt/quant.h"
+
+#define STORIES "stories260K/stories260K.gguf"
+
+/* ---- helpers ---- */
+
+static melt_model *load(const char *rel)
+{
+    melt_model *m = NULL;
+    melt_error e = {0};
+    int rc = melt_model_load(fixture_path(rel), NULL, &m, &e);
+    if (rc < 0) fail_msg("loading %s: %s", rel, e.msg);
+    return m;
+}
+
+static melt_context *ctx_new(const melt_model *m, enum melt_kv_type kv, int n_threads, int n_ctx,
+                             int n_batch)
+{
+    melt_context_params p = melt_context_default_params();
+    p.kv_type = kv;
+    p.n_threads = n_threads;
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    melt_context *c = NULL;
+    melt_error e = {0};
+    if (melt_context_new(m, &p, &c, &e) < 0) fail_msg("context: %s", e.msg);
+    return c;
+}
+
+/* A fixture's logits file: prompt tokens and n_tok x n_vocab logits. */
+typedef struct ref_logits {
+    int32_t *tokens;
+    int n_tok, n_vocab;
+    float *logits;
+} ref_logits;
+
+static ref_logits ref_load(const char *rel)
+{
+    json_error_t je;
+    json_t *root = json_load_file(fixture_path(rel), 0, &je);
+    if (!root) fail_msg("%s: %s (line %d)", rel, je.text, je.line);
+    ref_logits r = {0};
+    json_t *toks = json_object_get(root, "prompt_tokens");
+    json_t *lg = json_object_get(root, "logits");
+    assert_true(json_is_array(toks) && json_is_array(lg));
+    r.n_tok = (int)json_array_size(toks);
+    r.n_vocab = (int)json_integer_value(json_object_get(root, "n_vocab"));
+    assert_int_equal((int)json_array_size(lg), r.n_tok);
+    r.tokens = malloc((size_t)r.n_tok * sizeof *r.tokens);
+    r.logits = malloc((size_t)r.n_tok * (size_t)r.n_vocab * sizeof *r.logits);
+    assert_non_null(r.tokens);
+    assert_non_null(r.logits);
+    for (int i = 0; i < r.n_tok; i++) {
+        r.tokens[i] = (int32_t)json_integer_value(json_array_get(toks, (size_t)i));
+        json_t *row = json_array_get(lg, (size_t)i);
+        assert_int_equal((int)json_array_size(row), r.n_vocab);
+        for (int j = 0; j < r.n_vocab; j++)
+            r.logits[(size_t)i * r.n_vocab + j] = (float)json_number_value(json_array_get(row, (size_t)j));
+    }
+    json_decref(root);
+    return r;
+}
+
+static void ref_free(ref_logits *r)
+{
+    free(r->tokens);
+    free(r->logits);
+}
+
+/* All positions' logits of model file rel for the prompt in ref. */
+static float *run_all(const char *rel, const ref_logits *ref, enum melt_kv_type kv, int n_threads,
+                      int n_batch)
+{
+    melt_model *m = load(rel);
+    assert_int_equal(melt_model_n_vocab(m), ref->n_vocab);
+    melt_context *c = ctx_new(m, kv, n_threads, 64, n_batch);
+    float *out = malloc((size_t)ref->n_tok * (size_t)ref->n_vocab * sizeof *out);
+    assert_non_null(out);
+    melt_error e = {0};
+    if (melt_decode(c, ref->tokens, ref->n_tok, 0, MELT_LOGITS_ALL, out, &e) < 0)
+        fail_msg("decode %s: %s", rel, e.msg);
+    melt_context_free(c);
+    melt_model_free(m);
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= mx)) mx = d;  /* NaN sticks */
+    }
+    return mx;
+}
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Run model_rel on json_rel's prompt; fail when max |delta| > max_tol,
+ * mean |delta| > mean_tol, or the argmax differs at any position. */
+static void check_logits_tol(const char *model_rel, const char *json_rel, enum melt_kv_type kv,
+                             double max_tol, double mean_tol)
+{
+    ref_logits ref = ref_load(json_rel);
+    float *got = run_all(model_rel, &ref, kv, 2, 512);
+    const size_t n = (size_t)ref.n_tok * ref.n_vocab;
+    double mx = max_abs_diff(got, ref.logits, n), sum = 0;
+    for (size_t i = 0; i < n; i++) sum += fabs((double)got[i] - (double)ref.logits[i]);
+    const double mean = sum / (double)n;
+    print_message("  %-32s max |delta| = %.3g, mean %.3g over %d x %d\n", json_rel, mx, mean,
+                  ref.n_tok, ref.n_vocab);
+    if (!(mx <= max_tol))
+        fail_msg("%s: max |delta| %.6g > %g (expected llama.cpp's logits within %g)", json_rel, mx,
+                 max_tol, max_tol);
+    if (!(mean <= mean_tol))
+        fail_msg("%s: mean |delta| %.6g > %g", json_rel, mean, mean_tol);
+    for (int t = 0; t < ref.n_tok; t++) {
+        int a = argmax(got + (size_t)t * ref.n_vocab, ref.n_vocab);
+        int b = argmax(ref.logits + (size_t)t * ref.n_vocab, ref.n_vocab);
+        if (a != b) fail_msg("%s: position %d: argmax %d, llama.cpp's %d", json_rel, t, a, b);
+    }
+    free(got);
+    ref_free(&ref);
+}
+
+static void check_logits(const char *model_rel, const char *json_rel, enum melt_kv_type kv)
+{
+    check_logits_tol(model_rel, json_rel, kv, 1e-3, 1e-4);
+}
+
+/* ---- the model ---- */
+
+static void engine_reads_stories260K_hparams(void **state)
+{
+    (void)state;
+    melt_model *m = load(STORIES);
+    assert_string_equal(melt_model_arch(m), "llama");
+    assert_int_equal(melt_model_n_vocab(m), 512);
+    assert_int_equal(melt_model_n_embd(m), 64);
+    assert_int_equal(melt_model_n_layer(m), 5);
+    assert_int_equal(melt_model_n_head(m), 8);
+    assert_int_equal(melt_model_n_head_kv(m), 4);
+    assert_int_equal(melt_model_n_ff(m), 172);
+    assert_int_equal(melt_model_n_ctx_train(m), 2048);
+    assert_int_equal(melt_model_n_params(m), 292800);  /* llama.cpp's count */
+    assert_non_null(melt_model_gguf(m));
+    melt_context *c = ctx_new(m, MELT_KV_F16, 1, 0, 0);
+    assert_int_equal(melt_context_n_ctx(c), 2048);
+    assert_int_equal(melt_context_n_threads(c), 1);
+    assert_int_equal(melt_context_n_past(c), 0);
+    melt_context_free(c);
+    melt_model_free(m);
+}
+
+/* ---- agreement with llama.cpp ---- */
+
+static void engine_matches_llamacpp_logits_f32_kv(void **state)
+{
+    (void)state;
+    check_logits(STORIES, "stories260K/logits.json", MELT_KV_F32);
+}
+
+/* The F16 cache rounds K, V, Q and the softmax weights to F16 as llama.cpp
+ * does. Agreement is 7e-6 up to position 12; from there one V element of
+ * position 12, 7 F32 ulps from an F16 rounding midpoint, rounds the other
+ * way than in llama.cpp (its F32 sums run in a different order), which
+ * moves later logits by up to 2.6e-3. So the check is the mean (rounding
+ * like llama.cpp: 1.6e-4; without rounding Q and the weights: 1.2e-3; an F32
+ * cache: 1.7e-3), a bound on the max, and every argmax. */
+static void engine_matches_llamacpp_logits_f16_kv(void **state)
+{
+    (void)state;
+    check_logits_tol(STORIES, "stories260K/logits-kv-f16.json", MELT_KV_F16, 5e-3, 4e-4);
+}
+
+static void engine_matches_llamacpp_on_dequantized_weights(void **state)
+{
+    (void)state;
+    static const char *types[] = {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m"};
+    check_logits("quant/tiny-f32.gguf", "quant/logits-f32.json", MELT_KV_F32);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char model[64], json[64];
+        snprintf(model, sizeof model, "quant/tiny-%s.gguf", types[i]);
+        snprintf(json, sizeof json, "quant/logits-%s-dequant.json", types[i]);
+        check_logits(model, json, MELT_KV_F32);
+    }
+}
+
+static void greedy_one_kv(const melt_model *m, enum melt_kv_type kv)
+{
+    FILE *f = fopen(fixture_path("stories260K/greedy.jsonl"), "r");
+    assert_non_null(f);
+    char line[8192];
+    int n_prompts = 0;
+    const int n_vocab = melt_model_n_vocab(m);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    assert_non_null(logits);
+    melt_context *c = ctx_new(m, kv, 2, 128, 0);
+    while (fgets(line, sizeof line, f)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o) fail_msg("greedy.jsonl: %s", je.text);
+        json_t *pt = json_object_get(o, "prompt_tokens"), *gt = json_object_get(o, "generated_tokens");
+        int np = (int)json_array_size(pt), ng = (int)json_array_size(gt);
+        int32_t toks[128];
+        assert_true(np + ng <= 128);
+        for (int i = 0; i < np; i++) toks[i] = (int32_t)json_integer_value(json_array_get(pt, (size_t)i));
+        melt_error e = {0};
+        /* the context is reused: decoding at 0 rewinds it */
+        if (melt_decode(c, toks, np, 0, MELT_LOGITS_LAST, logits, &e) < 0) fail_msg("%s", e.msg);
+        for (int i = 0; i < ng; i++) {
+            int32_t want = (int32_t)json_integer_value(json_array_get(gt, (size_t)i));
+            int32_t got = argmax(logits, n_vocab);
+            if (got != want)
+                fail_msg("prompt %d (%s KV), generated token %d: expected %d, got %d", n_prompts,
+                         kv == MELT_KV_F16 ? "f16" : "f32", i, (int)want, (int)got);
+            if (melt_decode(c, &got, 1, np + i, MELT_LOGITS_LAST, logits, &e) < 0)
+                fail_msg("%s", e.msg);
+        }
+        assert_int_equal(melt_context_n_past(c), np + ng);
+        json_decref(o);
+        n_prompts++;
+    }
+    assert_int_equal(n_prompts, 5);
+    melt_context_free(c);
+    free(logits);
+    fclose(f);
+}
+
+static void engine_greedy_tokens_match_llamacpp(void **state)
+{
+    (void)state;
+    melt_model *m = load(STORIES);
+    greedy_one_kv(m, MELT_KV_F16);
+    greedy_one_kv(m, MELT_KV_F32);
+    melt_model_free(m);
+}
+
+/* ---- determinism and batching ---- */
+
+static void engine_logits_identical_for_1_to_4_threads(void **state)
+{
+    (void)state;
+    static const struct { const char *model, *json; enum melt_kv_type kv; } cases[] = {
+        {STORIES, "stories260K/logits.json", MELT_KV_F16},
+        {"quant/tiny-q4_k_m.gguf", "quant/logits-q4_k_m-dequant.json", MELT_KV_F32},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ref_logits ref = ref_load(cases[k].json);
+        const size_t n = (size_t)ref.n_tok * ref.n_vocab;
+        float *one = run_all(cases[k].model, &ref, cases[k].kv, 1, 512);
+        for (int t = 2; t <= 4; t++) {
+            float *got = run_all(cases[k].model, &ref, cases[k].kv, t, 512);
+            if (memcmp(one, got, n * sizeof *got) != 0)
+                fail_msg("%s: logits with %d threads differ from 1 thread (max |delta| %.3g)",
+                         cases[k].model, t, max_abs_diff(one, got, n));
+            free(got);
+        }
+        free(one);
+        ref_free(&ref);
+    }
+}
+
+/* Small batches, one token at a time, or one batch: the same bits. */
+static void engine_batch_split_gives_identical_logits(void **state)
+{
+    (void)state;
+    ref_logits ref = ref_load("stories260K/logits.json");
+    const size_t n = (size_t)ref.n_tok * ref.n_vocab;
+    float *whole = run_all(STORIES, &ref, MELT_KV_F16, 2, 512);
+    float *chunked = run_all(STORIES, &ref, MELT_KV_F16, 2, 4);
+    assert_memory_equal(whole, chunked, n * sizeof *whole);
+
+    melt_model *m = load(STORIES);
+    melt_context *c = ctx_new(m, MELT_KV_F16, 2, 64, 0);
+    float *step = malloc(n * sizeof *step);
+    assert_non_null(step);
+    melt_error e = {0};
+    for (int i = 0; i < ref.n_tok; i++)
+        assert_int_equal(melt_decode(c, &ref.tokens[i], 1, i, MELT_LOGITS_ALL,
+                                     step + (size_t)i * ref.n_vocab, &e), 0);
+    assert_memory_equal(whole, step, n * sizeof *whole);
+    /* LAST gives the last row of ALL */
+    assert_int_equal(melt_decode(c, ref.tokens, ref.n_tok, 0, MELT_LOGITS_LAST, step, &e), 0);
+    assert_memory_equal(step, whole + n - ref.n_vocab, ref.n_vocab * sizeof *step);
+    /* NONE fills the cache only; the next token sees it */
+    assert_int_equal(melt_decode(c, ref.tokens, ref.n_tok - 1, 0, MELT_LOGITS_NONE, NULL, &e), 0);
+    assert_int_equal(melt_decode(c, &ref.tokens[ref.n_tok - 1], 1, ref.n_tok - 1, MELT_LOGITS_LAST,
+                                 step, &e), 0);
+    assert_memory_equal(step, whole + n - ref.n_vocab, ref.n_vocab * sizeof *step);
+    free(step);
+    melt_context_free(c);
+    melt_model_free(m);
+    free(whole);
+    free(chunked);
+    ref_free(&ref);
+}
+
+/* ---- reference ops ---- */
+
+static void ref_ops_compute_the_textbook_formulas(void **state)
+{
+    (void)state;
+    const melt_ops *ops = melt_ops_ref();
+
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 0.5f}, y[4];
+    ops->rmsnorm(y, x, w, 4, 0.0f);
+    const float r = 1.0f / sqrtf(7.5f);
+    for (int i = 0; i < 4; i++) assert_float_equal(y[i], x[i] * r * w[i], 1e-6);
+
+    float s[3] = {1, 2, 3};
+    ops->softmax(s, 3);
+    const float z = expf(-2) + expf(-1) + 1;
+    assert_float_equal(s[0], expf(-2) / z, 1e-6);
+    assert_float_equal(s[2], 1 / z, 1e-6);
+
+    float g[2] = {0, 2}, u[2] = {5, 3};
+    ops->swiglu(g, u, 2);
+    assert_float_equal(g[0], 0, 1e-7);
+    assert_float_equal(g[1], 2 / (1 + expf(-2)) * 3, 1e-6);
+
+    /* matmul over q8_0 rows: dequantize then dot */
+    float wf[2 * 32], xin[32], out[2];
+    uint64_t seed = 7;
+    for (int i = 0; i < 64; i++) wf[i] = test_rand_f32(&seed);
+    for (int i = 0; i < 32; i++) xin[i] = test_rand_f32(&seed);
+    uint8_t q[2 * 34];
+    assert_int_equal(melt_quantize_row_ref(MELT_TYPE_Q8_0, wf, q, 64), 0);
+    float deq[64], buf[32];
+    assert_int_equal(melt_dequantize_row_ref(MELT_TYPE_Q8_0, q, deq, 64), 0);
+    melt_weight mw = {.name = "w", .type = MELT_TYPE_Q8_0, .n_in = 32, .n_out = 2, .row_bytes = 34, .data = q};
+    ops->matmul(&mw, xin, 1, out, buf, 0, 1);
+    for (int rr = 0; rr < 2; rr++) {
+        double want = 0;
+        for (int i = 0; i < 32; i++) want += (double)deq[rr * 32 + i] * xin[i];
+        assert_float_equal(out[rr], want, 1e-5);
+    }
+}
+
+static void ref_rope_rotates_norm_and_neox_pairs(void **state)
+{
+    (void)state;
+    const melt_ops *ops = melt_ops_ref();
+    melt_rope rp = {.mode = MELT_ROPE_NORM, .n_rot = 4, .freq_base = 10000, .freq_scale = 1};
+    float v[6] = {1, 2, 3, 4, 5, 6}, o[6];
+    memcpy(o, v, sizeof v);
+    ops->rope(o, 1, 6, 0, &rp);  /* position 0: identity */
+    assert_memory_equal(o, v, sizeof v);
+
+    /* NORM: pair (0,1) turns by pos, pair (2,3) by pos/100; 4,5 untouched */
+    memcpy(o, v, sizeof v);
+    ops->rope(o, 1, 6, 3, &rp);
+    assert_float_equal(o[0], 1 * cosf(3) - 2 * sinf(3), 1e-5);
+    assert_float_equal(o[1], 1 * sinf(3) + 2 * cosf(3), 1e-5);
+    assert_float_equal(o[2], 3 * cosf(0.03f) - 4 * sinf(0.03f), 1e-5);
+    assert_float_equal(o[4], 5, 0);
+    assert_float_equal(o[5], 6, 0);
+
+    /* NEOX: pairs (0,2) and (1,3); linear scaling halves the angle */
+    rp.mode = MELT_ROPE_NEOX;
+    rp.freq_scale = 0.5f;
+    memcpy(o, v, sizeof v);
+    ops->rope(o, 1, 6, 6, &rp);
+    assert_float_equal(o[0], 1 * cosf(3) - 3 * sinf(3), 1e-5);
+    assert_float_equal(o[2], 1 * sinf(3) + 3 * cosf(3), 1e-5);
+    assert_float_equal(o[1], 2 * cosf(0.03f) - 4 * sinf(0.03f), 1e-5);
+    assert_float_equal(o[5], 6, 0);
+}
+
+/* ---- errors ---- */
+
+/* Copy of src with one change: arch renamed (keys moved to the new
+ * prefix), or tensor `name` dropped / re-shaped / re-typed. */
+typedef struct variant {
+    const char *arch;
+    const char *name;
+    bool drop;
+    uint64_t ne0, ne1;    /* new shape when ne0 != 0 */
+    int type;             /* new type when >= 0 */
+} variant;
+
+static const char *write_variant(const char *src_rel, const variant *v, const char *out_name)
+{
+    melt_gguf *g;
+    melt_error e = {0};
+    if (melt_gguf_open(fixture_path(src_rel), &g, &e) < 0) fail_msg("%s", e.msg);
+    melt_gguf_writer *w = melt_gguf_writer_new();
+    assert_non_null(w);
+    for (uint64_t i = 0; i < melt_gguf_n_kv(g); i++) {
+        const melt_gguf_kv *kv = melt_gguf_kv_at(g, i);
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (v->arch && strncmp(key, "llama.", 6) == 0) {
+            char nk[300];
+            snprintf(nk, sizeof nk, "%s.%s", v->arch, key + 6);
+            assert_int_equal(melt_gguf_writer_set(w, nk, &kv->value, &e), 0);
+        } else {
+            assert_int_equal(melt_gguf_writer_set(w, key, &kv->value, &e), 0);
+        }
+    }
+    if (v->arch) assert_int_equal(melt_gguf_writer_set_str(w, "general.architecture", v->arch, &e), 0);
+    for (uint64_t i = 0; i < melt_gguf_n_tensors(g); i++) {
+        const melt_gguf_tensor *t = melt_gguf_tensor_at(g, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        uint32_t type = t->type, nd = t->n_dims;
+        uint64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        if (v->name && strcmp(name, v->name) == 0) {
+            if (v->drop) continue;
+            if (v->ne0) {
+                ne[0] = v->ne0;
+                ne[1] = v->ne1;
+                nd = 2;
+            }
+            if (v->type >= 0) type = (uint32_t)v->type;
+        }
+        if (melt_gguf_writer_add_tensor(w, name, type, nd, ne, t->data, &e) < 0) fail_msg("%s", e.msg);
+    }
+    const char *path = scratch_path(out_name);
+    if (melt_gguf_writer_write(w, path, NULL, NULL, &e) < 0) fail_msg("write %s: %s", path, e.msg);
+    melt_gguf_writer_free(w);
+    melt_gguf_close(g);
+    return path;
+}
+
+static void expect_load_error(const char *path, int code, const char *needle)
+{
+    melt_model *m = (melt_model *)1;
+    melt_error e = {0};
+    int rc = melt_model_load(path, NULL, &m, &e);
+    if (rc != code || !strstr(e.msg, needle))
+        fail_msg("expected code %d and a message with \"%s\"; got %d \"%s\"", code, needle, rc, e.msg);
+    assert_null(m);
+    assert_null(strchr(e.msg, '\n'));
+}
+
+static void engine_rejects_unsupported_architecture(void **state)
+{
+    (void)state;
+    variant v = {.arch = "gpt2", .type = -1};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &v, "arch.gguf"), MELT_EUNSUPPORTED,
+                      "architecture 'gpt2' is not supported");
+}
+
+static void engine_rejects_missing_tensor(void **state)
+{
+    (void)state;
+    variant v = {.name = "blk.1.ffn_up.weight", .drop = true, .type = -1};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &v, "missing.gguf"), MELT_EFORMAT,
+                      "missing tensor 'blk.1.ffn_up.weight'");
+    /* qwen2 requires the q/k/v biases that llama files lack */
+    variant q = {.arch = "qwen2", .type = -1};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &q, "qwen2.gguf"), MELT_EFORMAT,
+                      "missing tensor 'blk.0.attn_q.bias'");
+}
+
+static void engine_rejects_wrong_tensor_shape(void **state)
+{
+    (void)state;
+    variant v = {.name = "blk.0.attn_k.weight", .ne0 = 256, .ne1 = 64, .type = -1};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &v, "shape.gguf"), MELT_EFORMAT,
+                      "tensor 'blk.0.attn_k.weight' has shape [256, 64], expected [256, 128]");
+}
+
+static void engine_rejects_unsupported_tensor_type(void **state)
+{
+    (void)state;
+    variant v = {.name = "blk.0.attn_q.weight", .type = MELT_TYPE_Q2_K};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &v, "type.gguf"), MELT_EUNSUPPORTED,
+                      "tensor 'blk.0.attn_q.weight' has type q2_K");
+}
+
+static void engine_rejects_context_overflow_and_bad_input(void **state)
+{
+    (void)state;
+    melt_model *m = load(STORIES);
+    melt_context *c = ctx_new(m, MELT_KV_F16, 1, 8, 0);
+    int32_t toks[9] = {1, 403, 407, 261, 378, 432, 383, 286, 261};
+    float logits[512];
+    melt_error e = {0};
+    assert_int_equal(melt_decode(c, toks, 9, 0, MELT_LOGITS_LAST, logits, &e), MELT_EINVAL);
+    assert_non_null(strstr(e.msg, "context overflow"));
+    assert_int_equal(melt_decode(c, toks, 8, 0, MELT_LOGITS_LAST, logits, &e), 0);
+    assert_int_equal(melt_decode(c, toks, 1, 8, MELT_LOGITS_LAST, logits, &e), MELT_EINVAL);
+    assert_non_null(strstr(e.msg, "context overflow"));
+    /* a gap past the cached positions */
+    assert_int_equal(melt_decode(c, toks, 2, 0, MELT_LOGITS_LAST, logits, &e), 0);
+    assert_int_equal(melt_decode(c, toks, 1, 3, MELT_LOGITS_LAST, logits, &e), MELT_EINVAL);
+    assert_non_null(strstr(e.msg, "no gaps"));
+    int32_t bad = 512;
+    assert_int_equal(melt_decode(c, &bad, 1, 2, MELT_LOGITS_LAST, logits, &e), MELT_EINVAL);
+    assert_non_null(strstr(e.msg, "outside the vocabulary"));
+    assert_int_equal(melt_decode(c, toks, 1, 0, MELT_LOGITS_LAST, NULL, &e), MELT_EINVAL);
+    melt_context_free(c);
+    melt_model_free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(engine_reads_stories260K_hparams),
+        cmocka_unit_test(engine_matches_llamacpp_logits_f32_kv),
+        cmocka_unit_test(engine_matches_llamacpp_logits_f16_kv),
+        cmocka_unit_test(engine_matches_llamacpp_on_dequantized_weights),
+        cmocka_unit_test(engine_greedy_tokens_match_llamacpp),
+        cmocka_unit_test(engine_logits_identical_for_1_to_4_threads),
+        cmocka_unit_test(engine_batch_split_gives_identical_logits),
+        cmocka_unit_test(ref_ops_compute_the_textbook_formulas),
+        cmocka_unit_test(ref_rope_rotates_norm_and_neox_pairs),
+        cmocka_unit_test(engine_rejects_unsupported_architecture),
+        cmocka_unit_test(engine_rejects_missing_tensor),
+        cmocka_unit_test(engine_rejects_wrong_tensor_shape),
+        cmocka_unit_test(engine_rejects_unsupported_tensor_type),
+        cmocka_unit_test(engine_rejects_context_overflow_and_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
