@@ -2,9 +2,13 @@
  * the options (bit 0: add BOS/EOS, bit 1: parse special tokens, bit 2: the
  * llama-3 BPE vocab instead of stories260K's SentencePiece one); the rest
  * is the text. Tokenizes, checks every id is in the vocab, detokenizes, and
- * for SentencePiece checks the text comes back byte for byte (unless it
- * holds U+2581, which SentencePiece reads as a space). Vocabularies are
- * loaded once, from tests/fixtures (run from the repository root). */
+ * for SentencePiece without special tokens (parsed specials get the space
+ * prefix after them) checks the text comes back (when the input holds no
+ * U+2581, which SentencePiece reads as a space). As in llama.cpp, a
+ * malformed UTF-8 lead byte can swallow an escaped space into a run of
+ * byte tokens, which then decodes as U+2581: the check maps U+2581 back to
+ * a space first. Vocabularies are loaded once, from tests/fixtures (run
+ * from the repository root). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +64,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t blen = 0;
     if (melt_detokenize(t, ids, n, MELT_DETOKENIZE_UNPARSE_SPECIAL, &back, &blen, &err) < 0)
         abort();
-    if (!(opt & 4) && !(opt & 1) && !memmem(text, len, "\xE2\x96\x81", 3)) {
-        if (blen != len || memcmp(back, text, len) != 0)
+    if (!(opt & 7) && !memmem(text, len, "\xE2\x96\x81", 3)) {
+        size_t o = 0;
+        for (size_t i = 0; i < blen;) {
+            if (i + 3 <= blen && memcmp(back + i, "\xE2\x96\x81", 3) == 0) {
+                back[o++] = ' ';
+                i += 3;
+            } else {
+                back[o++] = back[i++];
+            }
+        }
+        const char *b = back;
+        if (o == len + 1 && b[0] == ' ')   /* an unstripped prefix space */
+            b++, o--;
+        if (o != len || memcmp(b, text, len) != 0)
             abort();
     }
     free(back);

@@ -394,6 +394,9 @@ typedef struct variant {
     bool drop;
     uint64_t ne0, ne1;    /* new shape when ne0 != 0 */
     int type;             /* new type when >= 0 */
+    const char *str_key, *str_val;  /* extra string key */
+    const char *u32_key;            /* extra u32 key */
+    uint32_t u32_val;
 } variant;
 
 static const char *write_variant(const char *src_rel, const variant *v, const char *out_name)
@@ -416,6 +419,8 @@ static const char *write_variant(const char *src_rel, const variant *v, const ch
         }
     }
     if (v->arch) assert_int_equal(melt_gguf_writer_set_str(w, "general.architecture", v->arch, &e), 0);
+    if (v->str_key) assert_int_equal(melt_gguf_writer_set_str(w, v->str_key, v->str_val, &e), 0);
+    if (v->u32_key) assert_int_equal(melt_gguf_writer_set_u32(w, v->u32_key, v->u32_val, &e), 0);
     for (uint64_t i = 0; i < melt_gguf_n_tensors(g); i++) {
         const melt_gguf_tensor *t = melt_gguf_tensor_at(g, i);
         char name[128];
@@ -440,6 +445,152 @@ static const char *write_variant(const char *src_rel, const variant *v, const ch
     return path;
 }
 
+/* Write tiny-f32 as another model that must compute the same function:
+ * qwen2 (NEOX rope, q/k/v biases): each head's Q and K rows reordered so
+ * that NEOX pairs (i, i + 32) hold what llama's pairs (2i, 2i+1) held, and
+ * zero biases. tied: token_embd and output both replaced by output.weight,
+ * and (tied) output.weight left out, so the classifier must use token_embd. */
+enum rewrite { REWRITE_QWEN2, REWRITE_UNTIED, REWRITE_TIED };
+
+static const char *write_rewrite(enum rewrite kind, const char *out_name, float **keep)
+{
+    melt_gguf *g;
+    melt_error e = {0};
+    if (melt_gguf_open(fixture_path("quant/tiny-f32.gguf"), &g, &e) < 0) fail_msg("%s", e.msg);
+    melt_gguf_writer *w = melt_gguf_writer_new();
+    assert_non_null(w);
+    const char *arch = kind == REWRITE_QWEN2 ? "qwen2" : "llama";
+    for (uint64_t i = 0; i < melt_gguf_n_kv(g); i++) {
+        const melt_gguf_kv *kv = melt_gguf_kv_at(g, i);
+        char key[256], nk[300];
+        snprintf(key, sizeof key, "%.*s", (int)kv->key.len, kv->key.ptr);
+        if (strncmp(key, "llama.", 6) == 0) snprintf(nk, sizeof nk, "%s.%s", arch, key + 6);
+        else snprintf(nk, sizeof nk, "%s", key);
+        assert_int_equal(melt_gguf_writer_set(w, nk, &kv->value, &e), 0);
+    }
+    assert_int_equal(melt_gguf_writer_set_str(w, "general.architecture", arch, &e), 0);
+    const melt_gguf_tensor *out_w = melt_gguf_find_tensor(g, "output.weight");
+    assert_non_null(out_w);
+    /* scratch the writer reads at write time: permuted Q/K, zero biases */
+    const int hd = 64;
+    float *buf = calloc(8u << 20, 1), *next = buf;
+    assert_non_null(buf);
+    *keep = buf;
+    for (uint64_t i = 0; i < melt_gguf_n_tensors(g); i++) {
+        const melt_gguf_tensor *t = melt_gguf_tensor_at(g, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        const void *data = t->data;
+        if (kind != REWRITE_QWEN2 && strcmp(name, "token_embd.weight") == 0) data = out_w->data;
+        if (kind == REWRITE_TIED && strcmp(name, "output.weight") == 0) continue;
+        bool is_q = strstr(name, "attn_q.weight") != NULL, is_k = strstr(name, "attn_k.weight") != NULL;
+        if (kind == REWRITE_QWEN2 && (is_q || is_k)) {
+            const uint64_t cols = t->ne[0], rows = t->ne[1];
+            const float *src = t->data;
+            for (uint64_t r = 0; r < rows; r++) {
+                const uint64_t h = r / hd, i2 = r % hd;
+                const uint64_t from = h * hd + (i2 < (uint64_t)hd / 2 ? 2 * i2 : 2 * (i2 - hd / 2) + 1);
+                memcpy(next + r * cols, src + from * cols, cols * sizeof(float));
+            }
+            data = next;
+            next += rows * cols;
+        }
+        if (melt_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, data, &e) < 0)
+            fail_msg("%s", e.msg);
+        const bool is_v = strstr(name, "attn_v.weight") != NULL;
+        if (kind == REWRITE_QWEN2 && (is_q || is_k || is_v)) {
+            char bname[128];
+            snprintf(bname, sizeof bname, "%.*s.bias", (int)(strlen(name) - 7), name);
+            uint64_t ne[1] = {t->ne[1]};
+            if (is_v) {
+                /* a V bias b adds b to every head's output (the softmax
+                 * weights sum to 1); attn_output.bias = -wo b takes it out */
+                int layer = (int)strtol(name + 4, NULL, 10);
+                char oname[64];
+                snprintf(oname, sizeof oname, "blk.%d.attn_output.weight", layer);
+                const melt_gguf_tensor *wo = melt_gguf_find_tensor(g, oname);
+                assert_non_null(wo);
+                float *bv = next, *bo = next + t->ne[1];
+                /* query head h reads KV head h / group */
+                const uint64_t group = (wo->ne[0] / hd) / (t->ne[1] / hd);
+                for (uint64_t r = 0; r < t->ne[1]; r++) bv[r] = 0.25f * sinf((float)(r + 1));
+                for (uint64_t o = 0; o < wo->ne[1]; o++) {
+                    double acc = 0;
+                    for (uint64_t c = 0; c < wo->ne[0]; c++)
+                        acc += (double)((const float *)wo->data)[o * wo->ne[0] + c] *
+                               bv[(c / hd / group) * hd + c % hd];
+                    bo[o] = (float)-acc;
+                }
+                if (melt_gguf_writer_add_tensor(w, bname, MELT_TYPE_F32, 1, ne, bv, &e) < 0)
+                    fail_msg("%s", e.msg);
+                snprintf(oname, sizeof oname, "blk.%d.attn_output.bias", layer);
+                uint64_t neo[1] = {wo->ne[1]};
+                if (melt_gguf_writer_add_tensor(w, oname, MELT_TYPE_F32, 1, neo, bo, &e) < 0)
+                    fail_msg("%s", e.msg);
+                next += t->ne[1] + wo->ne[1];
+            } else {
+                if (melt_gguf_writer_add_tensor(w, bname, MELT_TYPE_F32, 1, ne, next, &e) < 0)
+                    fail_msg("%s", e.msg);
+                next += t->ne[1];  /* zeros */
+            }
+        }
+    }
+    const char *path = scratch_path(out_name);
+    if (melt_gguf_writer_write(w, path, NULL, NULL, &e) < 0) fail_msg("write %s: %s", path, e.msg);
+    melt_gguf_writer_free(w);
+    melt_gguf_close(g);
+    return path;
+}
+
+static float *logits_of(const char *path, const ref_logits *ref)
+{
+    melt_model *m = NULL;
+    melt_error e = {0};
+    if (melt_model_load(path, NULL, &m, &e) < 0) fail_msg("%s", e.msg);
+    melt_context *c = ctx_new(m, MELT_KV_F32, 2, 64, 0);
+    float *out = malloc((size_t)ref->n_tok * ref->n_vocab * sizeof *out);
+    assert_non_null(out);
+    if (melt_decode(c, ref->tokens, ref->n_tok, 0, MELT_LOGITS_ALL, out, &e) < 0) fail_msg("%s", e.msg);
+    melt_context_free(c);
+    melt_model_free(m);
+    return out;
+}
+
+static void engine_runs_qwen2_neox_rope_with_biases(void **state)
+{
+    (void)state;
+    ref_logits ref = ref_load("quant/logits-f32.json");
+    float *keep;
+    const char *path = write_rewrite(REWRITE_QWEN2, "qwen2-neox.gguf", &keep);
+    float *got = logits_of(path, &ref);
+    unlink(path);
+    free(keep);
+    double mx = max_abs_diff(got, ref.logits, (size_t)ref.n_tok * ref.n_vocab);
+    print_message("  qwen2 rewrite of tiny-f32 vs logits-f32.json: max |delta| = %.3g\n", mx);
+    if (!(mx <= 1e-3)) fail_msg("qwen2 (NEOX) rewrite: max |delta| %.6g > 1e-3", mx);
+    free(got);
+    ref_free(&ref);
+}
+
+static void engine_uses_token_embd_when_output_is_tied(void **state)
+{
+    (void)state;
+    ref_logits ref = ref_load("quant/logits-f32.json");
+    float *k1, *k2;
+    const char *p1 = write_rewrite(REWRITE_UNTIED, "untied.gguf", &k1);
+    float *untied = logits_of(p1, &ref);
+    unlink(p1);
+    const char *p2 = write_rewrite(REWRITE_TIED, "tied.gguf", &k2);
+    float *tied = logits_of(p2, &ref);
+    unlink(p2);
+    assert_memory_equal(untied, tied, (size_t)ref.n_tok * ref.n_vocab * sizeof *tied);
+    free(k1);
+    free(k2);
+    free(untied);
+    free(tied);
+    ref_free(&ref);
+}
+
 static void expect_load_error(const char *path, int code, const char *needle)
 {
     melt_model *m = (melt_model *)1;
@@ -449,6 +600,7 @@ static void expect_load_error(const char *path, int code, const char *needle)
         fail_msg("expected code %d and a message with \"%s\"; got %d \"%s\"", code, needle, rc, e.msg);
     assert_null(m);
     assert_null(strchr(e.msg, '\n'));
+    unlink(path);
 }
 
 static void engine_rejects_unsupported_architecture(void **state)
@@ -457,6 +609,20 @@ static void engine_rejects_unsupported_architecture(void **state)
     variant v = {.arch = "gpt2", .type = -1};
     expect_load_error(write_variant("quant/tiny-f32.gguf", &v, "arch.gguf"), MELT_EUNSUPPORTED,
                       "architecture 'gpt2' is not supported");
+}
+
+static void engine_rejects_unsupported_features(void **state)
+{
+    (void)state;
+    variant y = {.type = -1, .str_key = "llama.rope.scaling.type", .str_val = "yarn"};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &y, "yarn.gguf"), MELT_EUNSUPPORTED,
+                      "llama.rope.scaling.type = 'yarn' is not supported");
+    variant moe = {.type = -1, .u32_key = "llama.expert_count", .u32_val = 8};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &moe, "moe.gguf"), MELT_EUNSUPPORTED,
+                      "llama.expert_count = 8");
+    variant nokey = {.type = -1, .u32_key = "llama.attention.head_count", .u32_val = 3};
+    expect_load_error(write_variant("quant/tiny-f32.gguf", &nokey, "heads.gguf"), MELT_EFORMAT,
+                      "head_count (3) is not a multiple of head_count_kv (2)");
 }
 
 static void engine_rejects_missing_tensor(void **state)
@@ -524,7 +690,10 @@ int main(void)
         cmocka_unit_test(engine_batch_split_gives_identical_logits),
         cmocka_unit_test(ref_ops_compute_the_textbook_formulas),
         cmocka_unit_test(ref_rope_rotates_norm_and_neox_pairs),
+        cmocka_unit_test(engine_runs_qwen2_neox_rope_with_biases),
+        cmocka_unit_test(engine_uses_token_embd_when_output_is_tied),
         cmocka_unit_test(engine_rejects_unsupported_architecture),
+        cmocka_unit_test(engine_rejects_unsupported_features),
         cmocka_unit_test(engine_rejects_missing_tensor),
         cmocka_unit_test(engine_rejects_wrong_tensor_shape),
         cmocka_unit_test(engine_rejects_unsupported_tensor_type),

@@ -508,6 +508,19 @@ static void gguf_writer_rejects_bad_input(void **state)
     melt_gguf_writer_free(w);
 }
 
+static void gguf_vtype_sizes_match_format(void **state)
+{
+    (void)state;
+    static const size_t sizes[MELT_GGUF_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1,
+                                                        0, 0, 8, 8, 8};
+    for (int t = 0; t < MELT_GGUF_VTYPE_COUNT; t++)
+        assert_int_equal(melt_gguf_vtype_size((enum melt_gguf_vtype)t), sizes[t]);
+    assert_int_equal(melt_gguf_vtype_size(MELT_GGUF_VTYPE_COUNT), 0);
+    assert_string_equal(melt_gguf_vtype_name(MELT_GGUF_STRING), "string");
+    assert_string_equal(melt_gguf_vtype_name(MELT_GGUF_F64), "f64");
+    assert_string_equal(melt_gguf_vtype_name(MELT_GGUF_VTYPE_COUNT), "?");
+}
+
 /* ---- alignment, fill callback, failures ---- */
 
 typedef struct fill_state {
@@ -1252,6 +1265,7 @@ int main(void)
         cmocka_unit_test(gguf_typed_getters_convert_integers),
         cmocka_unit_test(gguf_writer_set_replaces_in_place_and_removes),
         cmocka_unit_test(gguf_writer_rejects_bad_input),
+        cmocka_unit_test(gguf_vtype_sizes_match_format),
         cmocka_unit_test(gguf_honours_alignment_64),
         cmocka_unit_test(gguf_fill_callback_produces_tensor_data),
         cmocka_unit_test(gguf_failing_fill_leaves_no_file),

@@ -7,6 +7,7 @@
 #include "melt/gguf.h"
 #include "melt/tokenizer.h"
 #include "model/tokenizer/pretokenize.h"
+#include "model/tokenizer/tok_internal.h"
 #include "model/tokenizer/unicode.h"
 
 /* ---- helpers ---- */
@@ -549,6 +550,44 @@ static void tokenizes_a_megabyte_quickly(void **state)
     free(story);
 }
 
+/* spm.c merges the stretches between never-merging characters one at a
+ * time; the ids must be those of one pass over the whole text. */
+static void spm_segmented_merge_equals_whole_text_merge(void **state)
+{
+    (void)state;
+    static const char *const vocabs[] = {"stories260K/stories260K.gguf",
+                                         "vocab/ggml-vocab-llama-spm.gguf"};
+    size_t inp_len;
+    char *inp = slurp(fixture_path("vocab/ggml-vocab-llama-spm.gguf.inp"), &inp_len);
+    /* mixed scripts plus invalid bytes and multi-byte leads before newlines */
+    static const char tail[] = "\xF0\nab the\n\xE2\nthe\xC3\nab";
+    size_t len = inp_len + sizeof tail - 1 + 64;
+    char *text = malloc(len);
+    memcpy(text, inp, inp_len);
+    memcpy(text + inp_len, tail, sizeof tail - 1);
+    uint64_t seed = 7;
+    for (size_t i = inp_len + sizeof tail - 1; i < len; i++) {
+        static const char pool[] = "\xF0\n\xE2\x80\n\xC3 \t\x80" "ab\n";
+        text[i] = pool[test_rand_u64(&seed) % (sizeof pool - 1)];
+    }
+    for (size_t v = 0; v < 2; v++) {
+        melt_tokenizer *t = load_vocab(vocabs[v]);
+        int n_lone = 0;
+        for (int c = 0; c < 128; c++)
+            n_lone += t->spm_lone[c];
+        assert_true(n_lone > 0);             /* the shortcut is exercised */
+        char *fast = tokenize_str(t, text, len, 0);
+        memset(t->spm_lone, 0, sizeof t->spm_lone);
+        char *slow = tokenize_str(t, text, len, 0);
+        assert_string_equal(fast, slow);
+        free(fast);
+        free(slow);
+        melt_tokenizer_free(t);
+    }
+    free(text);
+    free(inp);
+}
+
 static void gpt2_byte_map_is_a_bijection(void **state)
 {
     (void)state;
@@ -588,6 +627,7 @@ int main(void)
         cmocka_unit_test(pretok_whitespace_runs_and_emoji),
         cmocka_unit_test(pretok_every_known_value_splits_sanely),
         cmocka_unit_test(tokenizes_a_megabyte_quickly),
+        cmocka_unit_test(spm_segmented_merge_equals_whole_text_merge),
         cmocka_unit_test(gpt2_byte_map_is_a_bijection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

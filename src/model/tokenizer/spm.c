@@ -89,6 +89,67 @@ static int try_bigram(const melt_tokenizer *t, const char *s, const sym *syms, h
     return heap_push(h, b);
 }
 
+/* Scratch reused across the segments of one call. */
+typedef struct work {
+    sym *syms;
+    heap h;
+} work;
+
+/* Merge and emit s[a..b): one stretch that no token crosses the ends of. */
+static int segment(const melt_tokenizer *t, const char *s, size_t a, size_t b, work *w,
+                   tok_vec *out)
+{
+    sym *syms = w->syms;
+    size_t ns = 0;
+    for (size_t off = a; off < b;) {
+        size_t n = uc_len_utf8((unsigned char)s[off]);
+        if (n > b - off)
+            n = b - off;
+        syms[ns].start = off;
+        syms[ns].n = n;
+        syms[ns].prev = (int64_t)ns - 1;
+        off += n;
+        syms[ns].next = off == b ? -1 : (int64_t)ns + 1;
+        ns++;
+    }
+    if (!ns)
+        return 0;
+    w->h.n = 0;
+    for (size_t i = 1; i < ns; i++)
+        if (try_bigram(t, s, syms, &w->h, (int64_t)i - 1, (int64_t)i) < 0)
+            return MELT_ENOMEM;
+    while (w->h.n) {
+        bigram bg = heap_pop(&w->h);
+        sym *l = &syms[bg.left], *r = &syms[bg.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size)
+            continue;
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            syms[r->next].prev = bg.left;
+        if (try_bigram(t, s, syms, &w->h, l->prev, bg.left) < 0 ||
+            try_bigram(t, s, syms, &w->h, bg.left, l->next) < 0)
+            return MELT_ENOMEM;
+    }
+    for (int64_t i = 0; i != -1; i = syms[i].next) {
+        const sym *y = &syms[i];
+        melt_token id = tok_find(t, s + y->start, y->n);
+        if (id != MELT_TOKEN_NULL) {
+            tok_vec_push(out, id);
+            continue;
+        }
+        for (size_t k = 0; k < y->n; k++) {
+            melt_token bt = t->byte_token[(unsigned char)s[y->start + k]];
+            if (bt == MELT_TOKEN_NULL)
+                bt = t->unk;
+            if (bt != MELT_TOKEN_NULL)
+                tok_vec_push(out, bt);
+        }
+    }
+    return out->oom ? MELT_ENOMEM : 0;
+}
+
 int spm_tokenize(const melt_tokenizer *t, const char *text, size_t len, bool prefix_space,
                  tok_vec *out)
 {
@@ -100,8 +161,7 @@ int spm_tokenize(const melt_tokenizer *t, const char *text, size_t len, bool pre
     if (elen == 0)
         return 0;
     char *s = malloc(elen);
-    sym *syms = NULL;
-    heap h = {0};
+    work w = {0};
     int rc = MELT_ENOMEM;
     if (!s)
         goto done;
@@ -120,57 +180,28 @@ int spm_tokenize(const melt_tokenizer *t, const char *text, size_t len, bool pre
             }
         }
     }
-    syms = malloc(elen * sizeof *syms);
-    if (!syms)
+    w.syms = malloc(elen * sizeof *w.syms);
+    if (!w.syms)
         goto done;
-    size_t ns = 0;
-    for (size_t off = 0; off < elen;) {
-        size_t n = uc_len_utf8((unsigned char)s[off]);
-        if (n > elen - off)
-            n = elen - off;
-        syms[ns].start = off;
-        syms[ns].n = n;
-        syms[ns].prev = (int64_t)ns - 1;
-        off += n;
-        syms[ns].next = off == elen ? -1 : (int64_t)ns + 1;
-        ns++;
-    }
-    for (size_t i = 1; i < ns; i++)
-        if (try_bigram(t, s, syms, &h, (int64_t)i - 1, (int64_t)i) < 0)
-            goto done;
-    while (h.n) {
-        bigram b = heap_pop(&h);
-        sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            syms[r->next].prev = b.left;
-        if (try_bigram(t, s, syms, &h, l->prev, b.left) < 0 ||
-            try_bigram(t, s, syms, &h, b.left, l->next) < 0)
-            goto done;
-    }
-    for (int64_t i = 0; i != -1; i = syms[i].next) {
-        const sym *y = &syms[i];
-        melt_token id = tok_find(t, s + y->start, y->n);
-        if (id != MELT_TOKEN_NULL) {
-            tok_vec_push(out, id);
-            continue;
+    /* A character no multi-character token contains never merges, so the
+     * stretches between such characters are independent: merging them one
+     * by one gives the same result as one pass over the whole text, with a
+     * much smaller queue. */
+    size_t a = 0;
+    for (size_t i = 0; i < elen;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80 && t->spm_lone[c]) {
+            if ((rc = segment(t, s, a, i, &w, out)) < 0 ||
+                (rc = segment(t, s, i, i + 1, &w, out)) < 0)
+                goto done;
+            a = i + 1;
         }
-        for (size_t k = 0; k < y->n; k++) {
-            melt_token b = t->byte_token[(unsigned char)s[y->start + k]];
-            if (b == MELT_TOKEN_NULL)
-                b = t->unk;
-            if (b != MELT_TOKEN_NULL)
-                tok_vec_push(out, b);
-        }
+        i += uc_len_utf8(c);    /* walk whole characters, as segment() splits */
     }
-    rc = out->oom ? MELT_ENOMEM : 0;
+    rc = segment(t, s, a, elen, &w, out);
 done:
-    free(h.v);
-    free(syms);
+    free(w.h.v);
+    free(w.syms);
     free(s);
     return rc;
 }

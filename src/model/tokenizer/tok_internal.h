@@ -73,6 +73,8 @@ struct melt_tokenizer {
     char byte_utf8[256][2];
     uint8_t byte_utf8_len[256];
     size_t max_token_len;
+    /* SPM: ASCII bytes that no token longer than one byte contains. */
+    bool spm_lone[128];
 };
 
 static inline const char *tok_text(const melt_tokenizer *t, melt_token id, size_t *len)

@@ -525,6 +525,19 @@ int melt_tokenizer_load(const melt_gguf *g, melt_tokenizer **out, melt_error *er
         }
     }
 
+    /* ASCII characters that never merge (see spm.c) */
+    for (unsigned c = 0; c < 128; c++)
+        t->spm_lone[c] = true;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        const char *s = tok_text(t, (melt_token)i, &len);
+        if (len < 2)
+            continue;
+        for (size_t k = 0; k < len; k++)
+            if ((unsigned char)s[k] < 128)
+                t->spm_lone[(unsigned char)s[k]] = false;
+    }
+
     /* byte fallback tables */
     for (unsigned c = 0; c < 256; c++) {
         uint32_t cp = uc_byte_to_cp((uint8_t)c);
