@@ -45,7 +45,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 
-.PHONY: all deps test run fuzz install clean lint unit-bins
+.PHONY: all deps test run fuzz fuzz-deps install clean lint unit-bins
 all: $(BUILD)/melt $(BUILD)/libmelt.a
 
 deps:
@@ -94,22 +94,38 @@ run: deps
 	$(BUILD)/melt model synth --preset tiny --type q8_0 --seed 1 -o $(BUILD)/run/tiny-q8_0.gguf
 	$(BUILD)/melt model info $(BUILD)/run/tiny-q8_0.gguf
 
-# libFuzzer builds: one binary per tests/fuzz/fuzz_NAME.c, corpus tests/fuzz/NAME/.
+# libFuzzer builds: the library compiled once with coverage + ASan/UBSan into
+# build/fuzz/libmelt.a, one binary per tests/fuzz/fuzz_NAME.c, each run for
+# FUZZ_SECONDS on its corpus tests/fuzz/NAME/ (new inputs kept in
+# build/fuzz/corpus-NAME, crashes written to build/fuzz/crash-*).
 FUZZ_CC    ?= clang
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -I$(BUILD)/gen \
-              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-fuzz:
+FUZZ_DIR   := build/fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc \
+               -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ   := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
+
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/libmelt.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmelt.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmelt.a -lm -ljansson -pthread
+
+fuzz-deps:
 	@scripts/deps.sh fuzz
-	@mkdir -p build/fuzz
-	@for f in $(FUZZ_SRC); do \
-	    n=$$(basename $$f .c); name=$${n#fuzz_}; \
-	    echo "fuzz: building $$n"; \
-	    $(FUZZ_CC) $(FUZZ_FLAGS) -o build/fuzz/$$n $$f $(LIB_SRC) -lm -ljansson -pthread || exit 1; \
-	    mkdir -p build/fuzz/corpus-$$name; \
-	    echo "fuzz: $$n for $(FUZZ_SECONDS)s (new inputs in build/fuzz/corpus-$$name)"; \
-	    build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$name tests/fuzz/$$name \
-	        2>&1 | grep -E 'stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|crash-' ; \
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@for b in $(FUZZ_BIN); do \
+	    name=$${b##*/fuzz_}; mkdir -p $(FUZZ_DIR)/corpus-$$name; \
+	    echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	    $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus-$$name tests/fuzz/$$name \
+	        > $(FUZZ_DIR)/$$name.log 2>&1; rc=$$?; \
+	    grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY' $(FUZZ_DIR)/$$name.log; \
+	    [ $$rc -eq 0 ] || { echo "fuzz: $$name FAILED (log: $(FUZZ_DIR)/$$name.log)"; exit 1; }; \
 	done
 
 install: all

@@ -3,7 +3,8 @@
  * Reader: the file is mapped read-only; every count, length, offset, type id
  * and dimension is validated before use. A bad file yields MELT_EFORMAT and
  * a one-line message naming the problem and its byte offset, e.g.
- *   "tensor 'blk.0.attn_q.weight' data runs past end of file (offset 1234)".
+ *   "m.gguf: tensor 46 ('blk.4.ffn_up.weight') data [1141088, 1185120) runs
+ *    past end of file (size 1170000)".
  * Strings point into the mapping and are NOT NUL-terminated (use len).
  *
  * Writer: collects metadata and tensor descriptions, then writes a file with

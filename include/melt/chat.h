@@ -1,0 +1,54 @@
+/* melt — chat templates: render a conversation into the prompt text a
+ * model was trained on. Templates are detected from the GGUF's
+ * tokenizer.chat_template (a Jinja text) by its markers, and can be
+ * overridden by name. */
+#ifndef MELT_CHAT_H
+#define MELT_CHAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "melt/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum melt_chat_template {
+    MELT_CHAT_UNKNOWN = 0,
+    MELT_CHAT_LLAMA2,
+    MELT_CHAT_LLAMA3,
+    MELT_CHAT_CHATML,   /* qwen and others */
+    MELT_CHAT_MISTRAL,
+    MELT_CHAT_PHI3,
+    MELT_CHAT_GEMMA,
+    MELT_CHAT_ZEPHYR,
+    MELT_CHAT_COUNT
+};
+
+typedef struct melt_chat_msg {
+    const char *role;     /* "system", "user" or "assistant" */
+    const char *content;
+} melt_chat_msg;
+
+/* "llama2", "llama3", "chatml", "mistral", "phi3", "gemma", "zephyr". */
+const char *melt_chat_template_name(enum melt_chat_template t);
+/* Parse a name (case-insensitive; "qwen" is chatml); false when unknown. */
+bool melt_chat_template_parse(const char *name, enum melt_chat_template *out);
+/* Comma-separated names, for help and errors. */
+const char *melt_chat_template_names(void);
+/* Which template a Jinja chat template text is, by its markers;
+ * MELT_CHAT_UNKNOWN when none matches. */
+enum melt_chat_template melt_chat_template_detect(const char *jinja, size_t len);
+
+/* Render n messages; with add_assistant the text ends where the model's
+ * answer begins. *out is malloc'd (caller frees). The BOS token is not
+ * written: the tokenizer adds it. MELT_EINVAL for an unknown role or a
+ * conversation the template cannot express. */
+int melt_chat_render(enum melt_chat_template t, const melt_chat_msg *msgs,
+                     size_t n, bool add_assistant, char **out, melt_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
