@@ -1,6 +1,8 @@
 /* Fuzz target: tokenizers on arbitrary bytes. The first input byte picks
  * the options (bit 0: add BOS/EOS, bit 1: parse special tokens, bit 2: the
- * llama-3 BPE vocab instead of stories260K's SentencePiece one); the rest
+ * llama-3 BPE vocab instead of stories260K's SentencePiece one, bit 3: run
+ * the pre-tokenizer family numbered by the second byte on the text and check
+ * its words cover the text in order); the rest
  * is the text. Tokenizes, checks every id is in the vocab, detokenizes, and
  * for SentencePiece without special tokens (parsed specials get the space
  * prefix after them) checks the text comes back (when the input holds no
@@ -16,6 +18,8 @@
 
 #include "melt/gguf.h"
 #include "melt/tokenizer.h"
+#include "model/tokenizer/pretokenize.h"
+#include "model/tokenizer/unicode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,6 +36,34 @@ static melt_tokenizer *load(const char *path)
     return t;
 }
 
+/* Every pre-tokenizer family on the text: words must be non-empty,
+ * increasing, and end at the last codepoint. */
+static void split_all(unsigned kind, const char *text, size_t len)
+{
+    uint32_t *cp = malloc((len + 1) * sizeof *cp);
+    uint8_t *cls = malloc(len + 1);
+    if (!cp || !cls)
+        abort();
+    size_t n = 0;
+    for (size_t off = 0; off < len;) {
+        cp[n] = uc_decode(text, len, &off);
+        cls[n] = uc_class(cp[n]);
+        n++;
+    }
+    pt_vec words = {0}, tmp = {0};
+    if (pt_split((enum pt_kind)kind, cp, cls, n, &words, &tmp) < 0)
+        abort();
+    for (size_t k = 0; k < words.n; k++)
+        if (words.v[k] == 0 || (k && words.v[k] <= words.v[k - 1]))
+            abort();
+    if (n ? (words.n == 0 || words.v[words.n - 1] != n) : words.n != 0)
+        abort();
+    pt_vec_free(&words);
+    pt_vec_free(&tmp);
+    free(cls);
+    free(cp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static melt_tokenizer *spm, *bpe;   /* loaded once per process */
@@ -40,6 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned opt = data[0];
     const char *text = (const char *)data + 1;
     size_t len = size - 1;
+    if (opt & 8) {
+        if (len == 0)
+            return 0;
+        split_all((unsigned char)text[0] % (PT_WHITESPACE + 1u), text + 1, len - 1);
+        return 0;
+    }
     melt_tokenizer *t;
     if (opt & 4) {
         if (!bpe)

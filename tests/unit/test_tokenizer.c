@@ -282,6 +282,28 @@ static void special_tokens_parse_only_when_asked(void **state)
     assert_string_equal(back, "<|begin_of_text|>Hi");
     free(back);
     assert_true(melt_token_is_eog(t, 128009)); /* <|eot_id|> */
+    assert_int_equal(melt_tokenizer_eot(t), 128009);
+    melt_tokenizer_free(t);
+}
+
+/* phi-3: special tokens eat the whitespace after them; "</s>" is
+ * user-defined in the file but llama.cpp treats it as control. */
+static void phi3_special_tokens_strip_following_space(void **state)
+{
+    (void)state;
+    melt_tokenizer *t = load_vocab("vocab/ggml-vocab-phi-3.gguf");
+    expect_ids(t, "<|user|>\nHello<|end|>", MELT_TOKENIZE_PARSE_SPECIAL, " 32010 15043 32007");
+    assert_int_equal(melt_tokenizer_eot(t), 32007);
+    assert_true(melt_token_is_eog(t, 32007));
+    assert_int_equal(melt_token_type_of(t, 2), MELT_TOKEN_TYPE_USER_DEFINED);
+    melt_token *ids = NULL;
+    size_t n = 0;
+    melt_error err = {0};
+    assert_int_equal(melt_tokenize(t, "a</s>", 5, 0, &ids, &n, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_not_equal(ids[i], 2);    /* not parsed without PARSE_SPECIAL */
+    free(ids);
+    expect_ids(t, "a</s>", MELT_TOKENIZE_PARSE_SPECIAL, " 263 2");
     melt_tokenizer_free(t);
 }
 
@@ -373,6 +395,40 @@ static void load_rejects_missing_or_unknown_metadata(void **state)
     melt_tokenizer_free(t);
     unlink(p2);
     melt_gguf_writer_free(w);
+}
+
+/* A BPE token whose chars are outside GPT-2's byte map decodes to visible
+ * markers (as llama.cpp), and long ones do not overrun the piece buffers. */
+static void bpe_unmappable_token_text_decodes_to_markers(void **state)
+{
+    (void)state;
+    melt_error err = {0};
+    char ctl[300];
+    memset(ctl, 1, sizeof ctl);
+    melt_str toks[] = {{"a", 1}, {ctl, sizeof ctl}, {"\xC4\x80", 2}};
+    melt_gguf_writer *w = melt_gguf_writer_new();
+    assert_non_null(w);
+    assert_int_equal(melt_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2", &err), 0);
+    assert_int_equal(melt_gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2", &err), 0);
+    assert_int_equal(melt_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", 3, toks, &err), 0);
+    assert_int_equal(melt_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", 0, NULL, &err), 0);
+    const char *path = scratch_path("unmappable.gguf");
+    assert_int_equal(melt_gguf_writer_write(w, path, NULL, NULL, &err), 0);
+    melt_gguf_writer_free(w);
+    melt_gguf *g = NULL;
+    melt_tokenizer *t = NULL;
+    assert_int_equal(melt_gguf_open(path, &g, &err), 0);
+    assert_int_equal(melt_tokenizer_load(g, &t, &err), 0);
+    melt_gguf_close(g);
+    size_t len;
+    const char *p = melt_token_piece(t, 1, &len);
+    assert_int_equal(len, sizeof ctl * 15);
+    assert_memory_equal(p, "[UNK_BYTE_0x01]", 15);
+    p = melt_token_piece(t, 2, &len);      /* U+0100 is byte 0x00 */
+    assert_int_equal(len, 1);
+    assert_int_equal(p[0], 0);
+    melt_tokenizer_free(t);
+    unlink(path);
 }
 
 /* ---- pre-tokenizers on hand-checked strings ---- */
@@ -490,6 +546,51 @@ static void pretok_whitespace_runs_and_emoji(void **state)
     /* emoji are neither letters nor numbers: they group with punctuation */
     EXPECT_SPLIT("llama-bpe", " \xF0\x9F\x9A\x80 (x)", " \xF0\x9F\x9A\x80| (|x|)");
     EXPECT_SPLIT("qwen2", "\n\n\n", "\n\n\n");
+}
+
+static void pretok_digit_grouping_from_the_right(void **state)
+{
+    (void)state;
+    EXPECT_SPLIT("superbpe", "1234567", "1|234|567");
+    EXPECT_SPLIT("superbpe", "123456 78", "123|456| |78");
+    EXPECT_SPLIT("tiny_aya", "1234567 x", "1|234|567| x");
+    EXPECT_SPLIT("afmoe", "12345", "12|345");
+    EXPECT_SPLIT("minicpm5", "1234567", "123|456|7");
+}
+
+/* Matchers run at every position of a run must not rescan it: 256K-long
+ * runs of digits, spaces and capitals go through every family. A
+ * quadratic matcher would take minutes here. */
+static void pretok_long_runs_stay_linear(void **state)
+{
+    (void)state;
+    static const char *const pres[] = {
+        "default", "llama3", "gpt-2", "starcoder", "falcon", "qwen2", "jais-2", "deepseek-llm",
+        "deepseek-coder", "deepseek-v3", "spark2_5", "bloom", "viking", "tekken", "gpt-4o",
+        "tiny_aya", "superbpe", "kimi-k2", "afmoe", "exaone-moe", "minicpm5", "laguna", NULL,
+    };
+    size_t n = 1u << 18;
+    uint32_t *cp = malloc((n + 1) * sizeof *cp);
+    uint8_t *cls = malloc(n + 1);
+    static const uint32_t fill[] = {'7', ' ', 'A', '\t'};
+    for (size_t f = 0; f < 4; f++) {
+        for (size_t i = 0; i < n; i++)
+            cp[i] = fill[f];
+        cp[n] = 'x';   /* a word character right after the run */
+        for (size_t i = 0; i <= n; i++)
+            cls[i] = uc_class(cp[i]);
+        for (size_t k = 0; pres[k]; k++) {
+            pt_info info;
+            assert_true(pt_lookup(pres[k], strlen(pres[k]), &info));
+            pt_vec words = {0}, tmp = {0};
+            assert_int_equal(pt_split(info.kind, cp, cls, n + 1, &words, &tmp), 0);
+            assert_int_equal(words.v[words.n - 1], n + 1);
+            pt_vec_free(&words);
+            pt_vec_free(&tmp);
+        }
+    }
+    free(cp);
+    free(cls);
 }
 
 static void pretok_every_known_value_splits_sanely(void **state)
@@ -615,9 +716,11 @@ int main(void)
         cmocka_unit_test(spm_adds_bos_and_leading_space),
         cmocka_unit_test(special_tokens_parse_only_when_asked),
         cmocka_unit_test(spm_special_token_gets_no_leading_space_after_it),
+        cmocka_unit_test(phi3_special_tokens_strip_following_space),
         cmocka_unit_test(detokenize_rejects_ids_outside_vocab),
         cmocka_unit_test(clean_spaces_tidies_punctuation_for_bpe),
         cmocka_unit_test(load_rejects_missing_or_unknown_metadata),
+        cmocka_unit_test(bpe_unmappable_token_text_decodes_to_markers),
         cmocka_unit_test(pretok_llama3_groups_digits_and_contractions),
         cmocka_unit_test(pretok_gpt2_family),
         cmocka_unit_test(pretok_starcoder_and_falcon_split_digits),
@@ -625,6 +728,8 @@ int main(void)
         cmocka_unit_test(pretok_gpt4o_and_tekken_split_case_changes),
         cmocka_unit_test(pretok_deepseek_cjk_and_poro),
         cmocka_unit_test(pretok_whitespace_runs_and_emoji),
+        cmocka_unit_test(pretok_digit_grouping_from_the_right),
+        cmocka_unit_test(pretok_long_runs_stay_linear),
         cmocka_unit_test(pretok_every_known_value_splits_sanely),
         cmocka_unit_test(tokenizes_a_megabyte_quickly),
         cmocka_unit_test(spm_segmented_merge_equals_whole_text_merge),

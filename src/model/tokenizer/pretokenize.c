@@ -48,10 +48,19 @@ static void push(pt_vec *v, size_t end)
 
 /* One chunk being split: positions are absolute indices into cp/cls,
  * valid in [ini, end). */
+/* Length of the last run computed by run_memo, so that matchers called
+ * at every position of a long run (digit groups, whitespace) stay linear. */
+struct ctx;
+typedef struct memo {
+    int (*pred)(const struct ctx *, size_t);
+    size_t from, to;
+} memo;
+
 typedef struct ctx {
     const uint32_t *cp;
     const uint8_t *cls;
     size_t ini, end;
+    memo *m;
 } ctx;
 
 static inline uint32_t cpt(const ctx *c, size_t i) { return i < c->end ? c->cp[i] : NO_CP; }
@@ -94,6 +103,21 @@ static size_t run(const ctx *c, size_t i, int (*pred)(const ctx *, size_t))
     while (pred(c, j))
         j++;
     return j - i;
+}
+
+/* run(), remembering the run so later positions inside it are O(1). */
+static size_t run_memo(const ctx *c, size_t i, int (*pred)(const ctx *, size_t))
+{
+    memo *m = c->m;
+    if (m->pred == pred && i >= m->from && i < m->to)
+        return m->to - i;
+    size_t r = run(c, i, pred);
+    if (r) {
+        m->pred = pred;
+        m->from = i;
+        m->to = i + r;
+    }
+    return r;
 }
 
 static inline uint32_t lower_ascii(uint32_t x) { return (x >= 'A' && x <= 'Z') ? x + 32 : x; }
@@ -188,7 +212,7 @@ static size_t l3_match(const ctx *c, size_t i, const l3_opts *o)
     }
     /* \p{N}{1,k} */
     if (N(c, i)) {
-        n = run(c, i, N);
+        n = run_memo(c, i, N);
         return (o->digits && n > (size_t)o->digits) ? (size_t)o->digits : n;
     }
     /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
@@ -256,7 +280,7 @@ static void split_gpt2(const ctx *c, pt_vec *out)
 
 static size_t m_one_number(const ctx *c, size_t i) { return N(c, i) ? 1 : 0; }
 static size_t m_numbers(const ctx *c, size_t i) { return run(c, i, N); }
-static size_t m_numbers3(const ctx *c, size_t i) { size_t n = run(c, i, N); return n > 3 ? 3 : n; }
+static size_t m_numbers3(const ctx *c, size_t i) { size_t n = run_memo(c, i, N); return n > 3 ? 3 : n; }
 static size_t m_three_ascii_digits(const ctx *c, size_t i) { return DIGIT(c, i) && DIGIT(c, i + 1) && DIGIT(c, i + 2) ? 3 : 0; }
 static size_t m_crlf(const ctx *c, size_t i) { return CRLF(c, i) ? 1 : 0; }
 
@@ -340,7 +364,7 @@ static size_t m_ds_punct(const ctx *c, size_t i)
 /* \s+$ */
 static size_t m_ws_to_end(const ctx *c, size_t i)
 {
-    size_t n = run(c, i, WS);
+    size_t n = run_memo(c, i, WS);
     return (n && i + n == c->end) ? n : 0;
 }
 /* \s?\p{L}+ and \s?\p{P}+ */
@@ -494,7 +518,7 @@ static size_t case_match(const ctx *c, size_t i, const case_opts *o)
         return end - i;
     }
     if (N(c, i)) {
-        size_t r = run(c, i, N);
+        size_t r = run_memo(c, i, N);
         return r > (size_t)o->digits ? (size_t)o->digits : r;
     }
     {
@@ -539,7 +563,7 @@ static int word_ascii(const ctx *c, size_t i)
 }
 static size_t m_aya_digits(const ctx *c, size_t i)
 {
-    size_t r = run(c, i, DIGIT);
+    size_t r = run_memo(c, i, DIGIT);
     if (!r || word_ascii(c, i + r))
         return 0;
     for (size_t k = 3; k >= 1; k--)
@@ -571,7 +595,7 @@ static size_t m_nonspace(const ctx *c, size_t i) { return run(c, i, NOT_WS); }
 static size_t jais2_ws(const ctx *c, size_t i)
 {
     static const size_t sizes[] = {512, 256, 128, 64, 32, 16, 8, 4};
-    size_t r = run(c, i, WS);
+    size_t r = run_memo(c, i, WS);
     if (!r)
         return 0;
     for (size_t k = 0; k < NR(sizes); k++)
@@ -635,16 +659,16 @@ static size_t m_exaone_moe(const ctx *c, size_t i)
  * right ((?=(\d{3})+(?!\d)) inserts boundaries). */
 static size_t m_superbpe_groups(const ctx *c, size_t i)
 {
-    size_t r = run(c, i, DIGIT);
-    if (r <= 3)
-        return r;
-    return r % 3 ? r % 3 : 3;
+    /* a boundary wherever a multiple of three ASCII digits follows; the
+     * digits before the first boundary stay a piece of their own */
+    size_t r = run_memo(c, i, DIGIT);
+    return (r >= 3 && r % 3 == 0) ? 3 : 0;
 }
 
 /* afmoe digits: runs of \p{N} cut as (len % 3) then threes. */
 static size_t m_afmoe_digits(const ctx *c, size_t i)
 {
-    size_t r = run(c, i, N);
+    size_t r = run_memo(c, i, N);
     if (!r)
         return 0;
     return r % 3 ? r % 3 : 3;
@@ -684,7 +708,7 @@ static size_t kimi_match(const ctx *c, size_t i)
         return k - i;
     }
     if (N(c, i)) {
-        n = run(c, i, N);
+        n = run_memo(c, i, N);
         return n > 3 ? 3 : n;
     }
     {
@@ -868,8 +892,10 @@ int pt_split(enum pt_kind kind, const uint32_t *cp, const uint8_t *cls, size_t n
         tmp->n = 0;
         tmp->oom = false;
         size_t start = 0;
+        memo m = {NULL, 0, 0};
         for (size_t w = 0; w < out->n; w++) {
-            ctx c = {cp, cls, start, out->v[w]};
+            ctx c = {cp, cls, start, out->v[w], &m};
+            m.pred = NULL;
             run_pass(&passes[k], &c, tmp);
             start = out->v[w];
         }

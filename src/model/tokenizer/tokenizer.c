@@ -141,6 +141,14 @@ static const char *const control_names[] = {
     NULL,
 };
 
+/* Texts llama.cpp takes for the end-of-turn token when none is given. */
+static const char *const eot_names[] = {
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+    "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]",
+    "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>",
+    "<end_of_utterance>", NULL,
+};
+
 /* Texts that end generation (and are forced to CONTROL). */
 static const char *const eog_names[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
@@ -192,7 +200,7 @@ static int byte_token_value(const char *s, size_t n)
     return (hi < 0 || lo < 0) ? -1 : hi * 16 + lo;
 }
 
-/* Decoded bytes of token id into out (room for text length * 1 + 64). */
+/* Decoded bytes of token id into out (room for 21 bytes per text byte + 64). */
 static size_t build_piece(const melt_tokenizer *t, melt_token id, char *out)
 {
     size_t n;
@@ -468,8 +476,10 @@ int melt_tokenizer_load(const melt_gguf *g, melt_tokenizer **out, melt_error *er
     if (t->add_eos && t->eos == MELT_TOKEN_NULL)
         t->add_eos = false;
 
-    /* marker tokens llama.cpp forces to CONTROL, and end-of-generation */
-    bool have_eot = t->eot != MELT_TOKEN_NULL;
+    /* marker tokens llama.cpp forces to CONTROL, end-of-generation, and
+     * the end-of-turn token when the metadata names none (first name in
+     * eot_names that the vocab has) */
+    bool find_eot = t->eot == MELT_TOKEN_NULL;
     for (uint32_t i = 0; i < n; i++) {
         size_t len;
         const char *s = tok_text(t, (melt_token)i, &len);
@@ -479,10 +489,13 @@ int melt_tokenizer_load(const melt_gguf *g, melt_tokenizer **out, melt_error *er
             t->attr[i] |= ATTR_CONTROL;
         if (in_list(s, len, eog_names))
             t->attr[i] |= ATTR_CONTROL | ATTR_EOG;
-        if (!have_eot && t->eot == MELT_TOKEN_NULL && in_list(s, len, control_names) &&
-            i != (uint32_t)t->eos && (str_is(s, len, "<|eot_id|>") || str_is(s, len, "<|im_end|>") ||
-                                      str_is(s, len, "<|end|>") || str_is(s, len, "<end_of_turn>")))
-            t->eot = (melt_token)i;
+    }
+    for (size_t k = 0; find_eot && eot_names[k]; k++) {
+        melt_token id = tok_find(t, eot_names[k], strlen(eot_names[k]));
+        if (id != MELT_TOKEN_NULL) {
+            t->eot = id;
+            break;
+        }
     }
     if (t->eos != MELT_TOKEN_NULL)
         t->attr[t->eos] |= ATTR_EOG;
@@ -557,13 +570,12 @@ int melt_tokenizer_load(const melt_gguf *g, melt_tokenizer **out, melt_error *er
         }
     }
 
-    /* decoded pieces */
-    size_t ptotal = 0;
-    for (uint32_t i = 0; i < n; i++)
-        ptotal += (size_t)(t->text_off[i + 1] - t->text_off[i]) * 16 + 16;
-    char *tmp = malloc(t->max_token_len * 16 + 64);
+    /* decoded pieces: at most 21 bytes per byte of token text (an
+     * unmappable BPE char becomes "[UNK_BYTE_0xNN...]") */
+    char *tmp = malloc(t->max_token_len * 21 + 64);
+    size_t pcap = (size_t)t->text_off[n] + 64;
     t->piece_off = malloc(((size_t)n + 1) * sizeof *t->piece_off);
-    t->piece = malloc(ptotal);
+    t->piece = malloc(pcap);
     if (!tmp || !t->piece_off || !t->piece) {
         free(tmp);
         goto oom;
@@ -572,14 +584,21 @@ int melt_tokenizer_load(const melt_gguf *g, melt_tokenizer **out, melt_error *er
     for (uint32_t i = 0; i < n; i++) {
         t->piece_off[i] = po;
         size_t pl = build_piece(t, (melt_token)i, tmp);
+        if (po + pl > pcap) {
+            size_t ncap = pcap * 2 > po + pl ? pcap * 2 : (size_t)po + pl;
+            char *p = realloc(t->piece, ncap);
+            if (!p) {
+                free(tmp);
+                goto oom;
+            }
+            t->piece = p;
+            pcap = ncap;
+        }
         memcpy(t->piece + po, tmp, pl);
         po += pl;
     }
     t->piece_off[n] = po;
     free(tmp);
-    char *shrunk = realloc(t->piece, po ? po : 1);
-    if (shrunk)
-        t->piece = shrunk;
 
     *out = t;
     return 0;
