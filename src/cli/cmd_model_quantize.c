@@ -1,6 +1,7 @@
 /* melt model quantize IN OUT TYPE */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "melt/quant.h"
@@ -16,7 +17,8 @@ void usage_model_quantize(FILE *out)
             "  q4_k, q5_k   every weight matrix in that type (llama-quantize --pure Q4_K_S/Q5_K_S)\n"
             "  q4_k_m, q5_k_m  llama.cpp's mixes (output, some attn_v/ffn_down in q6_K)\n\n"
             "  -t, --threads N  threads (default: all cores)\n"
-            "  -v, --verbose    one line per tensor on stderr\n"
+            "  -v, --verbose    one line per tensor on stderr (default when stderr is a terminal)\n"
+            "  -q, --quiet      no per-tensor lines\n"
             "  -h, --help       show this help\n",
             melt_ftype_names());
 }
@@ -26,14 +28,16 @@ int cmd_model_quantize(int argc, char **argv)
     static const struct option opts[] = {
         {"threads", required_argument, NULL, 't'},
         {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     melt_quantize_params params = melt_quantize_default_params();
+    params.verbose = isatty(STDERR_FILENO); /* progress for long conversions */
     unsigned long long n;
     int c;
     cli_getopt_reset();
-    while ((c = cli_getopt(argc, argv, ":t:vh", opts, usage_model_quantize)) != -1) {
+    while ((c = cli_getopt(argc, argv, ":t:vqh", opts, usage_model_quantize)) != -1) {
         switch (c) {
         case 't':
             if (!cli_parse_u64("--threads", optarg, &n) || n > 1024)
@@ -42,6 +46,7 @@ int cmd_model_quantize(int argc, char **argv)
             params.n_threads = (int)n;
             break;
         case 'v': params.verbose = true; break;
+        case 'q': params.verbose = false; break;
         case 'h': usage_model_quantize(stdout); return CLI_OK;
         default: return CLI_USAGE;
         }
