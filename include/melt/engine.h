@@ -16,10 +16,12 @@
  *   melt_decode(c, &tok, 1, n, MELT_LOGITS_LAST, logits, &e);     // one step
  *   melt_context_free(c); melt_model_free(m);
  *
- * Numerics: weights of any supported type are dequantized to F32 one row at
- * a time and dotted with F32 activations; the logits do not depend on the
- * thread count (bit-identical), because every output value is computed by
- * exactly one thread in a fixed order. docs/engine.md has the details.
+ * Numerics: by default activations are quantized to 8 bits per block and
+ * dotted with the quantized weights in integers, as llama.cpp's CPU path
+ * does (MELT_KERNELS_REF instead dequantizes weights to F32). Either way
+ * the logits do not depend on the thread count (bit-identical), because
+ * every output value is computed by exactly one thread in a fixed order.
+ * docs/engine.md has the details.
  */
 #ifndef MELT_ENGINE_H
 #define MELT_ENGINE_H
@@ -40,12 +42,21 @@ typedef struct melt_context melt_context;
 
 /* ---- model ---- */
 
-/* Kernel family used for the heavy ops. REF is the scalar reference (the
- * oracle in tests); AUTO picks the fastest one this CPU has, which today
- * is REF. */
+/* Kernel family used for the heavy ops (docs/engine.md, "Numerics").
+ *   AUTO   (the default) the fastest family this CPU has with llama.cpp's
+ *          CPU numerics: each activation row is quantized to the weight
+ *          type's dot type (Q8_0 / Q8_1 blocks of 32 for q4_0, q4_1, q5_0,
+ *          q5_1, q8_0; Q8_K blocks of 256 for the k-quants; F16 / BF16 for
+ *          F16 / BF16 weights) and dotted with integer block sums. Today
+ *          that is SCALAR.
+ *   REF    the oracle: weight rows dequantized to F32, F32 activations,
+ *          sums in double. Slower; logits closest to exact.
+ *   SCALAR AUTO's numerics in plain C (what SIMD families are tested
+ *          against). */
 enum melt_kernels {
     MELT_KERNELS_AUTO = 0,
     MELT_KERNELS_REF = 1,
+    MELT_KERNELS_SCALAR = 2,
 };
 
 typedef struct melt_model_params {

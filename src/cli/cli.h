@@ -15,6 +15,9 @@ typedef struct cli_cmd {
     const char *summary;
     int (*run)(int argc, char **argv);   /* argv[0] is the command name */
     void (*usage)(FILE *out);
+    /* A command group (`melt model info`): its subcommands, NULL-terminated;
+     * run and usage then dispatch through cli_dispatch. */
+    const struct cli_cmd *subs;
 } cli_cmd;
 
 /* Table of top-level commands, NULL-terminated. */
@@ -23,12 +26,23 @@ extern const cli_cmd cli_commands[];
 /* Print "melt: <message>" plus the usage of cmd to stderr; returns CLI_USAGE. */
 int cli_usage_error(void (*usage)(FILE *), const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Run the subcommand argv[1] of group (argv[0] is the group's name): its
+ * --help, or its run() with argv[0] renamed "GROUP SUB" for messages. */
+int cli_dispatch(const cli_cmd *group, int argc, char **argv);
+/* "usage: melt GROUP SUBCOMMAND" and the list of subcommands. */
+void cli_group_usage(const cli_cmd *group, FILE *out);
+/* The entry named name in a NULL-terminated table, or NULL. */
+const cli_cmd *cli_find(const cli_cmd *table, const char *name);
 /* Print "melt: <err->msg>" to stderr; returns CLI_ERROR. */
 int cli_fail(const melt_error *err);
 /* True when argv holds -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
-/* Parse a non-negative integer flag value; on failure prints a usage error. */
+/* Parse a non-negative integer flag value; returns 0 when s is not one. */
 int cli_parse_u64(const char *flag, const char *s, unsigned long long *out);
+/* Parse a decimal integer in [lo, hi]; returns 0 when s is not one. */
+int cli_parse_int(const char *s, long lo, long hi, int *out);
+/* Parse a finite float; returns 0 when s is not one. */
+int cli_parse_float(const char *s, float *out);
 
 #define CLI_DECLARE(name) \
     int cmd_##name(int argc, char **argv); \
@@ -36,11 +50,41 @@ int cli_parse_u64(const char *flag, const char *s, unsigned long long *out);
 
 CLI_DECLARE(help)
 CLI_DECLARE(version)
-CLI_DECLARE(model)
 CLI_DECLARE(model_info)
 CLI_DECLARE(model_synth)
 CLI_DECLARE(model_quantize)
 CLI_DECLARE(tokenize)
+CLI_DECLARE(generate)
+CLI_DECLARE(chat)
+
+/* Subcommand tables of the groups (cmd_model.c, cmd_eval.c). */
+extern const cli_cmd cli_model_commands[], cli_eval_commands[];
+
+/* Helpers shared by the commands that run the builtin engine
+ * (cli_engine.c). */
+struct melt_sampler_params;
+struct melt_model;
+struct melt_tokenizer;
+/* A sampling flag (OPT_TEMP ... OPT_SEED): 1 when opt was one and is set,
+ * 0 when opt is not a sampling flag, -1 on a bad value (usage printed). */
+enum { OPT_TEMP = 0x100, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_REPEAT_PENALTY,
+       OPT_REPEAT_LAST_N, OPT_SEED, CLI_OPT_FREE /* first id for a command's own */ };
+/* The long options of the sampling flags, for a command's option table. */
+#define CLI_SAMPLING_LONGOPTS                                          \
+    {"temp", required_argument, NULL, OPT_TEMP},                       \
+    {"top-k", required_argument, NULL, OPT_TOP_K},                     \
+    {"top-p", required_argument, NULL, OPT_TOP_P},                     \
+    {"min-p", required_argument, NULL, OPT_MIN_P},                     \
+    {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},   \
+    {"repeat-last-n", required_argument, NULL, OPT_REPEAT_LAST_N},     \
+    {"seed", required_argument, NULL, OPT_SEED}
+int cli_sampling_opt(int opt, const char *arg, struct melt_sampler_params *sp,
+                     void (*usage)(FILE *));
+/* The model's tokenizer; an error names the file. */
+int cli_load_tokenizer(const struct melt_model *m, const char *path,
+                       struct melt_tokenizer **tok, melt_error *err);
+/* s[0..n) as a JSON string literal. */
+void cli_json_string(FILE *out, const char *s, size_t n);
 
 
 

@@ -21,11 +21,19 @@ int cmd_help(int argc, char **argv)
         usage_help(stdout);
         return CLI_OK;
     }
-    for (const cli_cmd *c = cli_commands; c->name; c++) {
-        if (strcmp(c->name, argv[1]) == 0) {
-            c->usage(stdout);
-            return CLI_OK;
-        }
+    const cli_cmd *c = cli_find(cli_commands, argv[1]);
+    if (!c)
+        return cli_usage_error(usage_help, "unknown command '%s'", argv[1]);
+    /* melt help GROUP SUB: the subcommand's own usage */
+    if (c->subs && argc > 2) {
+        const cli_cmd *sub = cli_find(c->subs, argv[2]);
+        if (!sub)
+            return cli_usage_error(usage_help, "%s: unknown subcommand '%s'", c->name, argv[2]);
+        c = sub;
     }
-    return cli_usage_error(usage_help, "unknown command '%s'", argv[1]);
+    if (c->subs)
+        cli_group_usage(c, stdout);
+    else
+        c->usage(stdout);
+    return CLI_OK;
 }

@@ -8,11 +8,17 @@
 #include "cli/cli.h"
 
 const cli_cmd cli_commands[] = {
-    {"model", "inspect, synthesize and quantize model files", cmd_model, usage_model},
-    {"tokenize", "turn text into token ids with a GGUF file's tokenizer", cmd_tokenize, usage_tokenize},
-    {"version", "print version, build and CPU features", cmd_version, usage_version},
-    {"help", "show help for melt or a command", cmd_help, usage_help},
-    {NULL, NULL, NULL, NULL},
+    {"model", "inspect, synthesize and quantize model files", NULL, NULL, cli_model_commands},
+    {"tokenize", "turn text into token ids with a GGUF file's tokenizer", cmd_tokenize,
+     usage_tokenize, NULL},
+    {"generate", "generate text from a prompt with the builtin engine", cmd_generate,
+     usage_generate, NULL},
+    {"chat", "chat with a model on stdin/stdout, history kept in the KV cache", cmd_chat,
+     usage_chat, NULL},
+    {"eval", "evaluate accuracy: perplexity of a text", NULL, NULL, cli_eval_commands},
+    {"version", "print version, build and CPU features", cmd_version, usage_version, NULL},
+    {"help", "show help for melt or a command", cmd_help, usage_help, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 int cli_usage_error(void (*usage)(FILE *), const char *fmt, ...)
@@ -59,12 +65,58 @@ int cli_parse_u64(const char *flag, const char *s, unsigned long long *out)
     return 1;
 }
 
-static const cli_cmd *find_command(const char *name)
+const cli_cmd *cli_find(const cli_cmd *table, const char *name)
 {
-    for (const cli_cmd *c = cli_commands; c->name; c++)
+    for (const cli_cmd *c = table; c->name; c++)
         if (strcmp(c->name, name) == 0)
             return c;
     return NULL;
+}
+
+void cli_group_usage(const cli_cmd *group, FILE *out)
+{
+    fprintf(out, "usage: melt %s SUBCOMMAND [ARGS...]\n\nsubcommands:\n", group->name);
+    for (const cli_cmd *c = group->subs; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out, "\nRun 'melt %s SUBCOMMAND --help' for its options.\n", group->name);
+}
+
+/* usage() of a group has no argument to say which group: print it here. */
+static void print_usage(const cli_cmd *c, FILE *out)
+{
+    if (c->subs)
+        cli_group_usage(c, out);
+    else
+        c->usage(out);
+}
+
+int cli_dispatch(const cli_cmd *group, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "melt: %s: missing subcommand\n", group->name);
+        cli_group_usage(group, stderr);
+        return CLI_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        cli_group_usage(group, stdout);
+        return CLI_OK;
+    }
+    const cli_cmd *c = cli_find(group->subs, sub);
+    if (!c) {
+        fprintf(stderr, "melt: %s: unknown subcommand '%s'\n", group->name, sub);
+        cli_group_usage(group, stderr);
+        return CLI_USAGE;
+    }
+    if (cli_wants_help(argc - 1, argv + 1)) {
+        print_usage(c, stdout);
+        return CLI_OK;
+    }
+    /* Messages of the subcommand name it as "GROUP SUB". */
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", group->name, c->name);
+    argv[1] = name;
+    return c->subs ? cli_dispatch(c, argc - 1, argv + 1) : c->run(argc - 1, argv + 1);
 }
 
 int main(int argc, char **argv)
@@ -80,10 +132,12 @@ int main(int argc, char **argv)
         return cmd_help(argc - 1, argv + 1);
     if (name[0] == '-')
         return cli_usage_error(usage_help, "unknown option '%s'", name);
-    const cli_cmd *c = find_command(name);
+    const cli_cmd *c = cli_find(cli_commands, name);
     if (!c)
         return cli_usage_error(usage_help, "unknown command '%s'", name);
-    if (c->usage && cli_wants_help(argc - 1, argv + 1) && c->run != cmd_model) {
+    if (c->subs)
+        return cli_dispatch(c, argc - 1, argv + 1);
+    if (cli_wants_help(argc - 1, argv + 1)) {
         c->usage(stdout);
         return CLI_OK;
     }

@@ -72,6 +72,10 @@ int melt_context_new(const melt_model *m, const melt_context_params *params, mel
     if ((size_t)n_ctx + (size_t)hp->head_dim > per) per = (size_t)n_ctx + (size_t)hp->head_dim;
     c->scratch_floats = (per + 15) & ~(size_t)15;  /* keep threads' slices apart */
     c->scratch = alloc_floats((size_t)n_threads * c->scratch_floats, &ok);
+    /* converted activations: every dot type takes at most 2 bytes an element */
+    c->act_bytes = B * 2 * (size_t)m->max_row + 64;
+    c->act = malloc(c->act_bytes);
+    if (!c->act) ok = false;
     if (!ok) {
         rc = melt_errorf(err, MELT_ENOMEM, "out of memory for activations (n_batch %d)", n_batch);
         goto fail;
@@ -97,6 +101,7 @@ void melt_context_free(melt_context *c)
     free(c->hb);
     free(c->hb2);
     free(c->scratch);
+    free(c->act);
     free(c);
 }
 

@@ -64,6 +64,9 @@ struct melt_context {
     float *hb, *hb2; /* feed-forward gate and up, n_ff */
     float *scratch;  /* n_threads * scratch_floats */
     size_t scratch_floats;
+    void *act;       /* activations converted for matmul (ops->act_convert) */
+    size_t act_bytes;
+    struct melt_profile *profile;  /* NULL: not profiling (engine/profile.h) */
 };
 
 /* The llama-family forward pass for n <= n_batch tokens at pos..pos+n-1

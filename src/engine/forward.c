@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "engine/engine_internal.h"
+#include "engine/profile.h"
 
 /* ---- parallel helpers ---- */
 
@@ -17,21 +18,35 @@ typedef struct matmul_task {
     const melt_context *c;
     const melt_weight *w;
     const float *x;
+    void *xq;        /* x converted for w's type, or NULL */
     int n_tok;
     float *y;
 } matmul_task;
+
+static void convert_run(void *arg, int ith, int nth)
+{
+    const matmul_task *t = arg;
+    t->c->ops->act_convert(t->w->type, t->x, t->n_tok, t->w->n_in, t->xq, ith, nth);
+}
 
 static void matmul_run(void *arg, int ith, int nth)
 {
     const matmul_task *t = arg;
     float *buf = t->c->scratch + (size_t)ith * t->c->scratch_floats;
-    t->c->ops->matmul(t->w, t->x, t->n_tok, t->y, buf, ith, nth);
+    t->c->ops->matmul(t->w, t->x, t->xq, t->n_tok, t->y, buf, ith, nth);
 }
 
-/* y (n_tok x w->n_out) = x (n_tok x w->n_in) times w transposed. */
+/* y (n_tok x w->n_out) = x (n_tok x w->n_in) times w transposed; the
+ * activations are first converted to what the kernels want for w's type
+ * (e.g. Q8_0 blocks), one row per token. */
 static void matmul(melt_context *c, float *y, const melt_weight *w, const float *x, int n_tok)
 {
     matmul_task t = {.c = c, .w = w, .x = x, .n_tok = n_tok, .y = y};
+    if (c->ops->act_row_bytes && c->ops->act_row_bytes(w->type, w->n_in) > 0) {
+        t.xq = c->act;
+        if (n_tok == 1) c->ops->act_convert(w->type, x, 1, w->n_in, t.xq, 0, 1);
+        else melt_pool_run(c->pool, convert_run, &t);
+    }
     melt_pool_run(c->pool, matmul_run, &t);
 }
 
@@ -91,49 +106,84 @@ void melt_forward_llama(melt_context *c, const int32_t *tokens, int n, int pos,
     const int d = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff;
     const int q_dim = hp->n_head * hd, kv_dim = hp->n_head_kv * hd;
     float *x = c->x, *xb = c->xb;
+    melt_profile *P = c->profile;  /* NULL: not profiling */
 
     /* token embeddings */
+    melt_prof_begin(P, MELT_PROF_EMBED, MELT_PROF_NO_LAYER);
     for (int t = 0; t < n; t++)
         melt_weight_row_f32(&m->tok_embd, tokens[t], x + (size_t)t * d);
+    melt_prof_end(P);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const melt_layer *ly = &m->layers[l];
 
         /* attention: x += wo(attn(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(x) */
+        melt_prof_begin(P, MELT_PROF_NORM, l);
         for (int t = 0; t < n; t++)
             ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->attn_norm, d, hp->norm_eps);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_MATMUL, l);
         matmul(c, c->q, &ly->wq, xb, n);
         matmul(c, c->k, &ly->wk, xb, n);
         matmul(c, c->v, &ly->wv, xb, n);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_BIAS, l);
         add_bias(c->q, ly->bq, n, q_dim);
         add_bias(c->k, ly->bk, n, kv_dim);
         add_bias(c->v, ly->bv, n, kv_dim);
+        melt_prof_end(P);
         for (int t = 0; t < n; t++) {
+            melt_prof_begin(P, MELT_PROF_ROPE, l);
             ops->rope(c->q + (size_t)t * q_dim, hp->n_head, hd, pos + t, &hp->rope);
             ops->rope(c->k + (size_t)t * kv_dim, hp->n_head_kv, hd, pos + t, &hp->rope);
+            melt_prof_end(P);
+            melt_prof_begin(P, MELT_PROF_KV_STORE, l);
             melt_kv_cache_store(&c->kv, l, pos + t, c->k + (size_t)t * kv_dim,
                                 c->v + (size_t)t * kv_dim);
+            melt_prof_end(P);
         }
+        melt_prof_begin(P, MELT_PROF_ATTENTION, l);
         attention(c, l, n, pos);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_MATMUL, l);
         matmul(c, xb, &ly->wo, c->att, n);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_BIAS, l);
         add_bias(xb, ly->bo, n, d);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_RESIDUAL, l);
         add(x, xb, (size_t)n * d);
+        melt_prof_end(P);
 
         /* feed-forward: x += w_down(silu(w_gate xn) * w_up xn), xn = rmsnorm(x) */
+        melt_prof_begin(P, MELT_PROF_NORM, l);
         for (int t = 0; t < n; t++)
             ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->ffn_norm, d, hp->norm_eps);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_MATMUL, l);
         matmul(c, c->hb, &ly->w_gate, xb, n);
         matmul(c, c->hb2, &ly->w_up, xb, n);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_FFN_ACT, l);
         for (int t = 0; t < n; t++)
             ops->swiglu(c->hb + (size_t)t * ff, c->hb2 + (size_t)t * ff, ff);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_MATMUL, l);
         matmul(c, xb, &ly->w_down, c->hb, n);
+        melt_prof_end(P);
+        melt_prof_begin(P, MELT_PROF_RESIDUAL, l);
         add(x, xb, (size_t)n * d);
+        melt_prof_end(P);
     }
 
     /* final norm and classifier, for the rows asked for */
     if (which == MELT_LOGITS_NONE) return;
     const int first = which == MELT_LOGITS_ALL ? 0 : n - 1;
+    melt_prof_begin(P, MELT_PROF_NORM, MELT_PROF_NO_LAYER);
     for (int t = first; t < n; t++)
         ops->rmsnorm(xb + (size_t)(t - first) * d, x + (size_t)t * d, m->output_norm, d, hp->norm_eps);
+    melt_prof_end(P);
+    melt_prof_begin(P, MELT_PROF_MATMUL, MELT_PROF_NO_LAYER);
     matmul(c, logits, &m->output, xb, n - first);
+    melt_prof_end(P);
 }

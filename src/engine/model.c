@@ -365,6 +365,10 @@ int melt_model_load_gguf(melt_gguf *g, const melt_model_params *params, melt_mod
     for (uint64_t i = 0; i < melt_gguf_n_tensors(g); i++)
         m->n_params += melt_gguf_tensor_at(g, i)->n_elems;
     m->ops = melt_ops_select(params->kernels);
+    if (!m->ops) {
+        rc = melt_errorf(err, MELT_EINVAL, "unknown kernel family %d", (int)params->kernels);
+        goto fail;
+    }
     *out = m;
     return 0;
 fail:

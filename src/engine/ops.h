@@ -1,8 +1,15 @@
 /* Engine ops: the kernel table the forward pass calls through.
  *
- * Each family (ref today; avx2, avx512, neon later) fills one melt_ops.
- * ops_ref.c is the scalar reference: plain loops, F32 math with the
- * summation orders written out, the oracle fast kernels are tested against.
+ * Each kernel family fills one melt_ops in its own file under
+ * src/engine/kernels/ and has one line in the table in
+ * kernels/select.c:
+ *   ref    (kernels/ref.c)    — the oracle: weight rows dequantized to F32,
+ *                               F32 activations, sums in double;
+ *   scalar (kernels/scalar.c) — llama.cpp's CPU numerics in plain C:
+ *                               activations quantized to the weight type's
+ *                               dot type (Q8_0, Q8_1, Q8_K, F16, BF16),
+ *                               integer block sums (kernels/vec_dot.c);
+ *   avx2, avx512, neon        — later: the scalar family's numerics, fast.
  *
  * Threading contract (as ggml's): an op that takes (ith, nth) computes its
  * own slice of the output; every output value is produced by exactly one
@@ -50,11 +57,21 @@ typedef struct melt_kv_view {
 typedef struct melt_ops {
     const char *name;
 
+    /* Activations in the form matmul wants for weights of type wtype:
+     * bytes per row of n_in, or 0 when matmul reads the F32 rows as they
+     * are (then act_convert is not called). NULL means always 0. */
+    size_t (*act_row_bytes)(uint32_t wtype, int64_t n_in);
+    /* Convert rows [ith-th slice of n_tok] of x (n_tok x n_in floats) to
+     * that form in xq (rows act_row_bytes apart). Run before matmul, on
+     * the pool, with the same x. */
+    void (*act_convert)(uint32_t wtype, const float *x, int n_tok, int64_t n_in,
+                        void *xq, int ith, int nth);
     /* y[t][r] = dot(row r of w, x[t]) for t < n_tok and rows r in this
-     * thread's slice; x is n_tok x w->n_in, y is n_tok x w->n_out. buf is
+     * thread's slice; x is n_tok x w->n_in, y is n_tok x w->n_out; xq is
+     * x converted by act_convert (NULL when act_row_bytes is 0). buf is
      * this thread's scratch of w->n_in floats. */
-    void (*matmul)(const melt_weight *w, const float *x, int n_tok, float *y,
-                   float *buf, int ith, int nth);
+    void (*matmul)(const melt_weight *w, const float *x, const void *xq, int n_tok,
+                   float *y, float *buf, int ith, int nth);
     /* out = x / rms(x) * w, n elements (out may equal x). */
     void (*rmsnorm)(float *out, const float *x, const float *w, int n, float eps);
     /* Rotate n_head heads of head_dim floats of x in place for pos. */
@@ -75,8 +92,13 @@ typedef struct melt_ops {
 /* Row i of w dequantized to n_in floats (embedding look-up). */
 void melt_weight_row_f32(const melt_weight *w, int64_t row, float *out);
 
-const melt_ops *melt_ops_ref(void);
-/* The family for the requested kernels (enum melt_kernels). */
+/* Rows [*r0, *r1) of n_rows split as evenly as possible over nth threads. */
+void melt_ops_slice(int64_t n_rows, int ith, int nth, int64_t *r0, int64_t *r1);
+
+const melt_ops *melt_ops_ref(void);      /* kernels/ref.c */
+const melt_ops *melt_ops_scalar(void);   /* kernels/scalar.c */
+/* The family for the requested kernels (enum melt_kernels; kernels/select.c);
+ * NULL for an unknown value. */
 const melt_ops *melt_ops_select(int kernels);
 
 #endif

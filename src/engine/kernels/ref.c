@@ -1,11 +1,20 @@
 /* Scalar reference ops: the oracle. Plain loops, F32 storage, sums of
  * products accumulated in double in index order, so a result depends only
  * on its inputs (never on threads) and sits as close to exact as cheaply
- * possible. Fast kernels are tested against these. */
+ * possible. Fast kernels are tested against these. Weight rows are
+ * dequantized to F32; activations are never quantized. */
+#include "engine/kernels/ref.h"
+
 #include <math.h>
 #include <string.h>
 
-#include "engine/ops.h"
+/* The F32 expressions are the definition: nothing contracted to FMA, so
+ * -march flags do not change results. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "melt/quant.h"
 #include "melt/types.h"
 
@@ -28,19 +37,19 @@ static float dot_f32(const float *a, const float *b, int64_t n)
     return (float)sum;
 }
 
-/* Rows [r0, r1) of n_rows split as evenly as possible over nth threads. */
-static void slice(int64_t n_rows, int ith, int nth, int64_t *r0, int64_t *r1)
+void melt_ops_slice(int64_t n_rows, int ith, int nth, int64_t *r0, int64_t *r1)
 {
     int64_t per = n_rows / nth, extra = n_rows % nth;
     *r0 = ith * per + (ith < extra ? ith : extra);
     *r1 = *r0 + per + (ith < extra ? 1 : 0);
 }
 
-static void ref_matmul(const melt_weight *w, const float *x, int n_tok, float *y,
-                       float *buf, int ith, int nth)
+void melt_ref_matmul(const melt_weight *w, const float *x, const void *xq, int n_tok, float *y,
+                     float *buf, int ith, int nth)
 {
+    (void)xq;
     int64_t r0, r1;
-    slice(w->n_out, ith, nth, &r0, &r1);
+    melt_ops_slice(w->n_out, ith, nth, &r0, &r1);
     for (int64_t r = r0; r < r1; r++) {
         melt_weight_row_f32(w, r, buf);
         for (int t = 0; t < n_tok; t++)
@@ -48,10 +57,10 @@ static void ref_matmul(const melt_weight *w, const float *x, int n_tok, float *y
     }
 }
 
-static void ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+void melt_ref_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
 {
     double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    for (int i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
     const float mean = (float)(ss / n);
     const float scale = 1.0f / sqrtf(mean + eps);
     for (int i = 0; i < n; i++) out[i] = (x[i] * scale) * w[i];
@@ -59,7 +68,7 @@ static void ref_rmsnorm(float *out, const float *x, const float *w, int n, float
 
 /* theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i, the power taken
  * by repeated multiplication in float (as ggml does, so angles agree). */
-static void ref_rope(float *x, int n_head, int head_dim, int pos, const melt_rope *r)
+void melt_ref_rope(float *x, int n_head, int head_dim, int pos, const melt_rope *r)
 {
     const int half = r->n_rot / 2;
     const float theta_scale = powf(r->freq_base, -2.0f / (float)r->n_rot);
@@ -87,7 +96,7 @@ static void ref_rope(float *x, int n_head, int head_dim, int pos, const melt_rop
     }
 }
 
-static void ref_softmax(float *x, int n)
+void melt_ref_softmax(float *x, int n)
 {
     float max = -INFINITY;
     for (int i = 0; i < n; i++)
@@ -106,7 +115,7 @@ static float round_f16(float f)
     return melt_fp16_to_fp32(melt_fp32_to_fp16(f));
 }
 
-static void ref_attend(float *out, const float *q, const melt_kv_view *kv, int n_kv,
+void melt_ref_attend(float *out, const float *q, const melt_kv_view *kv, int n_kv,
                        int head_dim, float scale, float *att)
 {
     if (kv->f16) {
@@ -120,7 +129,7 @@ static void ref_attend(float *out, const float *q, const melt_kv_view *kv, int n
                 s += (double)qr[d] * (double)melt_fp16_to_fp32(kj[d]);
             att[j] = (float)s * scale;
         }
-        ref_softmax(att, n_kv);
+        melt_ref_softmax(att, n_kv);
         for (int j = 0; j < n_kv; j++) att[j] = round_f16(att[j]);
         for (int d = 0; d < head_dim; d++) {
             double s = 0.0;
@@ -133,7 +142,7 @@ static void ref_attend(float *out, const float *q, const melt_kv_view *kv, int n
     const float *k = kv->k, *v = kv->v;
     for (int j = 0; j < n_kv; j++)
         att[j] = dot_f32(q, k + (size_t)j * kv->stride, head_dim) * scale;
-    ref_softmax(att, n_kv);
+    melt_ref_softmax(att, n_kv);
     for (int d = 0; d < head_dim; d++) {
         double s = 0.0;
         for (int j = 0; j < n_kv; j++)
@@ -142,7 +151,7 @@ static void ref_attend(float *out, const float *q, const melt_kv_view *kv, int n
     }
 }
 
-static void ref_swiglu(float *gate, const float *up, int n)
+void melt_ref_swiglu(float *gate, const float *up, int n)
 {
     for (int i = 0; i < n; i++) {
         const float g = gate[i];
@@ -152,21 +161,17 @@ static void ref_swiglu(float *gate, const float *up, int n)
 
 static const melt_ops ref_ops = {
     .name = "ref",
-    .matmul = ref_matmul,
-    .rmsnorm = ref_rmsnorm,
-    .rope = ref_rope,
-    .softmax = ref_softmax,
-    .attend = ref_attend,
-    .swiglu = ref_swiglu,
+    .act_row_bytes = NULL,  /* matmul reads F32 activations */
+    .act_convert = NULL,
+    .matmul = melt_ref_matmul,
+    .rmsnorm = melt_ref_rmsnorm,
+    .rope = melt_ref_rope,
+    .softmax = melt_ref_softmax,
+    .attend = melt_ref_attend,
+    .swiglu = melt_ref_swiglu,
 };
 
 const melt_ops *melt_ops_ref(void)
 {
-    return &ref_ops;
-}
-
-const melt_ops *melt_ops_select(int kernels)
-{
-    (void)kernels;  /* only the reference family exists so far */
     return &ref_ops;
 }
