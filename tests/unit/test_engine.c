@@ -15,15 +15,20 @@
 
 /* ---- helpers ---- */
 
-static melt_model *load_k(const char *rel, enum melt_kernels kernels)
+static melt_model *load_path(const char *path, enum melt_kernels kernels)
 {
     melt_model *m = NULL;
     melt_error e = {0};
     melt_model_params mp = melt_model_default_params();
     mp.kernels = kernels;
-    int rc = melt_model_load(fixture_path(rel), &mp, &m, &e);
-    if (rc < 0) fail_msg("loading %s: %s", rel, e.msg);
+    int rc = melt_model_load(path, &mp, &m, &e);
+    if (rc < 0) fail_msg("loading %s: %s", path, e.msg);
     return m;
+}
+
+static melt_model *load_k(const char *rel, enum melt_kernels kernels)
+{
+    return load_path(fixture_path(rel), kernels);
 }
 
 static melt_model *load(const char *rel)
@@ -85,21 +90,27 @@ static void ref_free(ref_logits *r)
     free(r->logits);
 }
 
-/* All positions' logits of model file rel for the prompt in ref. */
-static float *run_all(const char *rel, const ref_logits *ref, enum melt_kernels kernels,
-                      enum melt_kv_type kv, int n_threads, int n_batch)
+/* All positions' logits of the model file at path for the prompt in ref. */
+static float *run_path(const char *path, const ref_logits *ref, enum melt_kernels kernels,
+                       enum melt_kv_type kv, int n_threads, int n_batch)
 {
-    melt_model *m = load_k(rel, kernels);
+    melt_model *m = load_path(path, kernels);
     assert_int_equal(melt_model_n_vocab(m), ref->n_vocab);
     melt_context *c = ctx_new(m, kv, n_threads, 64, n_batch);
     float *out = malloc((size_t)ref->n_tok * (size_t)ref->n_vocab * sizeof *out);
     assert_non_null(out);
     melt_error e = {0};
     if (melt_decode(c, ref->tokens, ref->n_tok, 0, MELT_LOGITS_ALL, out, &e) < 0)
-        fail_msg("decode %s: %s", rel, e.msg);
+        fail_msg("decode %s: %s", path, e.msg);
     melt_context_free(c);
     melt_model_free(m);
     return out;
+}
+
+static float *run_all(const char *rel, const ref_logits *ref, enum melt_kernels kernels,
+                      enum melt_kv_type kv, int n_threads, int n_batch)
+{
+    return run_path(fixture_path(rel), ref, kernels, kv, n_threads, n_batch);
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n)
@@ -277,6 +288,54 @@ static void engine_fast_path_matches_llamacpp_quantized(void **state)
         check_logits_tol(model, json, MELT_KERNELS_AUTO, MELT_KV_F32, cases[i].max_ll,
                          cases[i].mean_ll);
     }
+}
+
+/* F16 and BF16 weights (no llama.cpp fixture): the reference path on a
+ * half-precision file equals the reference path on the same weights widened
+ * to F32 (same values, same math), and the default path, which like
+ * llama.cpp converts activations to the weight type, stays close to the F32
+ * model's llama.cpp logits with the same argmax. */
+static void engine_runs_f16_and_bf16_weights(void **state)
+{
+    (void)state;
+    ref_logits ref = ref_load("quant/logits-f32.json");
+    const size_t n = (size_t)ref.n_tok * ref.n_vocab;
+    static const struct { enum melt_ftype ftype; const char *name; double max_tol; } kinds[] = {
+        {MELT_FTYPE_F16, "f16", 0.03},
+        {MELT_FTYPE_BF16, "bf16", 0.25},
+    };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        char half[4096], wide[4200];
+        melt_error e = {0};
+        snprintf(half, sizeof half, "%s", scratch_path(kinds[k].name));
+        snprintf(wide, sizeof wide, "%s-wide", half);
+        if (melt_model_quantize(fixture_path("quant/tiny-f32.gguf"), half, kinds[k].ftype, NULL, &e) < 0 ||
+            melt_model_quantize(half, wide, MELT_FTYPE_F32, NULL, &e) < 0)
+            fail_msg("quantize %s: %s", kinds[k].name, e.msg);
+        float *h = run_path(half, &ref, MELT_KERNELS_REF, MELT_KV_F32, 2, 512);
+        float *w = run_path(wide, &ref, MELT_KERNELS_REF, MELT_KV_F32, 2, 512);
+        float *fast = run_path(half, &ref, MELT_KERNELS_AUTO, MELT_KV_F32, 2, 512);
+        const double same = max_abs_diff(h, w, n), far = max_abs_diff(fast, ref.logits, n);
+        print_message("  %-5s ref vs widened: %.3g, default path vs llama.cpp f32: %.3g\n",
+                      kinds[k].name, same, far);
+        if (!(same <= 1e-6))
+            fail_msg("%s: reference path differs from the widened model by %.3g", kinds[k].name, same);
+        if (!(far <= kinds[k].max_tol))
+            fail_msg("%s: default path %.3g from the f32 logits (> %g)", kinds[k].name, far,
+                     kinds[k].max_tol);
+        for (int t = 0; t < ref.n_tok; t++) {
+            const float *row = ref.logits + (size_t)t * ref.n_vocab;
+            if (top2_gap(row, ref.n_vocab) >= 0.05)
+                assert_int_equal(argmax(fast + (size_t)t * ref.n_vocab, ref.n_vocab),
+                                 argmax(row, ref.n_vocab));
+        }
+        free(h);
+        free(w);
+        free(fast);
+        unlink(half);
+        unlink(wide);
+    }
+    ref_free(&ref);
 }
 
 static void greedy_one_kv(const melt_model *m, enum melt_kv_type kv)
@@ -772,6 +831,7 @@ int main(void)
         cmocka_unit_test(engine_matches_llamacpp_logits_f16_kv),
         cmocka_unit_test(engine_matches_llamacpp_on_dequantized_weights),
         cmocka_unit_test(engine_fast_path_matches_llamacpp_quantized),
+        cmocka_unit_test(engine_runs_f16_and_bf16_weights),
         cmocka_unit_test(engine_greedy_tokens_match_llamacpp),
         cmocka_unit_test(engine_logits_identical_for_1_to_4_threads),
         cmocka_unit_test(engine_batch_split_gives_identical_logits),
