@@ -5,78 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tokenizer/merge.h"
 #include "model/tokenizer/tok_internal.h"
 #include "model/tokenizer/unicode.h"
 
-typedef struct sym {
-    size_t start, n;   /* bytes in the escaped text */
-    int64_t prev, next;
-} sym;
-
-typedef struct bigram {
-    float score;
-    int64_t left, right;
-    size_t size;
-} bigram;
-
-/* true when a should pop before b */
-static inline bool bg_before(const bigram *a, const bigram *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-typedef struct heap {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static int heap_push(heap *h, bigram b)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        bigram *p = realloc(h->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        h->v = p;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!bg_before(&b, &h->v[parent]))
-            break;
-        h->v[i] = h->v[parent];
-        i = parent;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h)
-{
-    bigram top = h->v[0];
-    bigram last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, best = i;
-        const bigram *bv = &last;
-        if (l < h->n && bg_before(&h->v[l], bv)) {
-            best = l;
-            bv = &h->v[l];
-        }
-        if (r < h->n && bg_before(&h->v[r], bv))
-            best = r;
-        if (best == i)
-            break;
-        h->v[i] = h->v[best];
-        i = best;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
-static int try_bigram(const melt_tokenizer *t, const char *s, const sym *syms, heap *h,
+static int try_bigram(const melt_tokenizer *t, const char *s, const tok_sym *syms, tok_heap *h,
                       int64_t left, int64_t right)
 {
     if (left < 0 || right < 0)
@@ -85,33 +18,23 @@ static int try_bigram(const melt_tokenizer *t, const char *s, const sym *syms, h
     melt_token id = tok_find(t, s + syms[left].start, size);
     if (id == MELT_TOKEN_NULL)
         return 0;
-    bigram b = {t->score[id], left, right, size};
-    return heap_push(h, b);
+    /* highest score first: the heap pops the smallest prio */
+    tok_pair p = {-(double)t->score[id], left, right, syms[left].n, syms[right].n};
+    return tok_heap_push(h, p);
 }
 
 /* Scratch reused across the segments of one call. */
 typedef struct work {
-    sym *syms;
-    heap h;
+    tok_sym *syms;
+    tok_heap h;
 } work;
 
 /* Merge and emit s[a..b): one stretch that no token crosses the ends of. */
 static int segment(const melt_tokenizer *t, const char *s, size_t a, size_t b, work *w,
                    tok_vec *out)
 {
-    sym *syms = w->syms;
-    size_t ns = 0;
-    for (size_t off = a; off < b;) {
-        size_t n = uc_len_utf8((unsigned char)s[off]);
-        if (n > b - off)
-            n = b - off;
-        syms[ns].start = off;
-        syms[ns].n = n;
-        syms[ns].prev = (int64_t)ns - 1;
-        off += n;
-        syms[ns].next = off == b ? -1 : (int64_t)ns + 1;
-        ns++;
-    }
+    tok_sym *syms = w->syms;
+    size_t ns = tok_split_chars(s, a, b, syms);
     if (!ns)
         return 0;
     w->h.n = 0;
@@ -119,21 +42,17 @@ static int segment(const melt_tokenizer *t, const char *s, size_t a, size_t b, w
         if (try_bigram(t, s, syms, &w->h, (int64_t)i - 1, (int64_t)i) < 0)
             return MELT_ENOMEM;
     while (w->h.n) {
-        bigram bg = heap_pop(&w->h);
-        sym *l = &syms[bg.left], *r = &syms[bg.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != bg.size)
+        tok_pair bg = tok_heap_pop(&w->h);
+        if (!tok_pair_current(syms, &bg))
             continue;
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            syms[r->next].prev = bg.left;
+        tok_pair_merge(syms, &bg);
+        const tok_sym *l = &syms[bg.left];
         if (try_bigram(t, s, syms, &w->h, l->prev, bg.left) < 0 ||
             try_bigram(t, s, syms, &w->h, bg.left, l->next) < 0)
             return MELT_ENOMEM;
     }
     for (int64_t i = 0; i != -1; i = syms[i].next) {
-        const sym *y = &syms[i];
+        const tok_sym *y = &syms[i];
         melt_token id = tok_find(t, s + y->start, y->n);
         if (id != MELT_TOKEN_NULL) {
             tok_vec_push(out, id);
