@@ -4,6 +4,7 @@
 #ifndef MELT_CLI_H
 #define MELT_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "melt/error.h"
@@ -83,6 +84,28 @@ int cli_sampling_opt(int opt, const char *arg, struct melt_sampler_params *sp,
 /* The model's tokenizer; an error names the file. */
 int cli_load_tokenizer(const struct melt_model *m, const char *path,
                        struct melt_tokenizer **tok, melt_error *err);
+/* The engine flags shared by generate, chat and eval: -m FILE, -t N,
+ * -c N, -b N and --kv-type (getopt ids 'm', 't', 'c', 'b', 'K'), and the
+ * model, tokenizer and context they open. */
+typedef struct cli_engine {
+    const char *model_path;
+    int n_ctx, n_batch, n_threads;   /* 0 = the library's default */
+    int kv_type;                     /* enum melt_kv_type */
+    struct melt_model *m;
+    struct melt_tokenizer *tok;
+    struct melt_context *ctx;
+    uint64_t load_ns;                /* model + tokenizer + context */
+} cli_engine;
+/* Defaults (F16 KV, library defaults for the rest). */
+cli_engine cli_engine_defaults(void);
+/* 1 when opt is an engine flag (and is set), 0 when it is not one, -1 on a
+ * bad value (usage printed, naming cmd). */
+int cli_engine_opt(int opt, const char *arg, cli_engine *e, const char *cmd,
+                   void (*usage)(FILE *));
+/* Load the model and its tokenizer and make a context; errors name the file. */
+int cli_engine_open(cli_engine *e, melt_error *err);
+void cli_engine_close(cli_engine *e);
+
 /* s[0..n) as a JSON string literal. */
 void cli_json_string(FILE *out, const char *s, size_t n);
 

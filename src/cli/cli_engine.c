@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "melt/engine.h"
@@ -76,6 +77,69 @@ void cli_json_string(FILE *out, const char *s, size_t n)
         }
     }
     fputc('"', out);
+}
+
+cli_engine cli_engine_defaults(void)
+{
+    cli_engine e = {0};
+    e.kv_type = MELT_KV_F16;
+    return e;
+}
+
+int cli_engine_opt(int opt, const char *arg, cli_engine *e, const char *cmd,
+                   void (*usage)(FILE *))
+{
+    int *target = NULL, lo = 1, hi = 1 << 24;
+    switch (opt) {
+    case 'm': e->model_path = arg; return 1;
+    case 't': target = &e->n_threads; hi = 1 << 16; break;
+    case 'c': target = &e->n_ctx; break;
+    case 'b': target = &e->n_batch; break;
+    case 'K':
+        if (strcmp(arg, "f16") == 0) e->kv_type = MELT_KV_F16;
+        else if (strcmp(arg, "f32") == 0) e->kv_type = MELT_KV_F32;
+        else {
+            cli_usage_error(usage, "%s: --kv-type is f16 or f32, got '%s'", cmd, arg);
+            return -1;
+        }
+        return 1;
+    default: return 0;
+    }
+    if (!cli_parse_int(arg, lo, hi, target)) {
+        cli_usage_error(usage, "%s: -%c needs an integer >= %d, got '%s'", cmd, opt, lo, arg);
+        return -1;
+    }
+    return 1;
+}
+
+int cli_engine_open(cli_engine *e, melt_error *err)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = melt_model_load(e->model_path, NULL, &e->m, err);
+    if (rc < 0 || (rc = cli_load_tokenizer(e->m, e->model_path, &e->tok, err)) < 0)
+        return rc;
+    melt_context_params cp = melt_context_default_params();
+    if (e->n_ctx) cp.n_ctx = e->n_ctx;
+    if (e->n_batch) cp.n_batch = e->n_batch;
+    cp.n_threads = e->n_threads;
+    cp.kv_type = (enum melt_kv_type)e->kv_type;
+    if ((rc = melt_context_new(e->m, &cp, &e->ctx, err)) < 0)
+        return rc;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    e->load_ns = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000000u + (uint64_t)t1.tv_nsec -
+                 (uint64_t)t0.tv_nsec;
+    return 0;
+}
+
+void cli_engine_close(cli_engine *e)
+{
+    melt_context_free(e->ctx);
+    melt_tokenizer_free(e->tok);
+    melt_model_free(e->m);
+    e->ctx = NULL;
+    e->tok = NULL;
+    e->m = NULL;
 }
 
 /* The model's tokenizer; an error names the file. */

@@ -189,36 +189,24 @@ int cmd_chat(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *tmpl_name = NULL, *system = NULL;
-    int n_threads = 0, n_ctx = 0, c;
+    cli_engine e = cli_engine_defaults();
+    const char *tmpl_name = NULL, *system = NULL;
+    int c;
     bool verbose = false;
     melt_generate_params gp = melt_generate_default_params();
     gp.n_predict = -1;
     melt_sampler_params sp = melt_sampler_default_params();
-    enum melt_kv_type kv = MELT_KV_F16;
     cli_getopt_reset();
     while ((c = cli_getopt(argc, argv, ":m:n:t:c:h", opts, usage_chat)) != -1) {
-        const int s = cli_sampling_opt(c, optarg, &sp, usage_chat);
+        int s = cli_sampling_opt(c, optarg, &sp, usage_chat);
+        if (s == 0)
+            s = cli_engine_opt(c, optarg, &e, argv[0], usage_chat);
         if (s < 0) return CLI_USAGE;
         if (s > 0) continue;
         switch (c) {
-        case 'm': model = optarg; break;
         case 'n':
             if (!cli_parse_int(optarg, -1, 1 << 30, &gp.n_predict))
                 return cli_usage_error(usage_chat, "chat: -n needs an integer >= -1, got '%s'", optarg);
-            break;
-        case 't':
-            if (!cli_parse_int(optarg, 1, 1 << 16, &n_threads))
-                return cli_usage_error(usage_chat, "chat: -t needs an integer >= 1, got '%s'", optarg);
-            break;
-        case 'c':
-            if (!cli_parse_int(optarg, 1, 1 << 24, &n_ctx))
-                return cli_usage_error(usage_chat, "chat: -c needs an integer >= 1, got '%s'", optarg);
-            break;
-        case 'K':
-            if (strcmp(optarg, "f16") == 0) kv = MELT_KV_F16;
-            else if (strcmp(optarg, "f32") == 0) kv = MELT_KV_F32;
-            else return cli_usage_error(usage_chat, "chat: --kv-type is f16 or f32, got '%s'", optarg);
             break;
         case OPT_TEMPLATE: tmpl_name = optarg; break;
         case OPT_SYSTEM: system = optarg; break;
@@ -229,24 +217,24 @@ int cmd_chat(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error(usage_chat, "chat: unexpected argument '%s'", argv[optind]);
-    if (!model)
+    if (!e.model_path)
         return cli_usage_error(usage_chat, "chat: missing -m FILE");
+    const char *model = e.model_path;
     enum melt_chat_template tmpl = MELT_CHAT_UNKNOWN;
     if (tmpl_name && !melt_chat_template_parse(tmpl_name, &tmpl))
         return cli_usage_error(usage_chat, "chat: unknown chat template '%s' (one of %s)", tmpl_name,
                                melt_chat_template_names());
 
     melt_error err = {0};
-    melt_model *m = NULL;
-    melt_tokenizer *tok = NULL;
-    melt_context *ctx = NULL;
     melt_sampler *smp = NULL;
     chat ch = {0};
     char *line = NULL;
     size_t line_cap = 0;
     int rc = CLI_ERROR;
-    if (melt_model_load(model, NULL, &m, &err) < 0) goto fail;
-    if (cli_load_tokenizer(m, model, &tok, &err) < 0) goto fail;
+    if (cli_engine_open(&e, &err) < 0) goto fail;
+    melt_model *m = e.m;
+    melt_tokenizer *tok = e.tok;
+    melt_context *ctx = e.ctx;
     if (!tmpl_name) {
         melt_str j = {0};
         if (melt_gguf_get_str(melt_model_gguf(m), "tokenizer.chat_template", &j))
@@ -259,11 +247,6 @@ int cmd_chat(int argc, char **argv)
             goto fail;
         }
     }
-    melt_context_params cp = melt_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_threads = n_threads;
-    cp.kv_type = kv;
-    if (melt_context_new(m, &cp, &ctx, &err) < 0) goto fail;
     if (melt_sampler_new(&sp, melt_model_n_vocab(m), &smp, &err) < 0) goto fail;
     if (verbose)
         fprintf(stderr, "chat: %s, template %s, n_ctx %d\n", model, melt_chat_template_name(tmpl),
@@ -318,8 +301,6 @@ out:
     free(ch.cached);
     free(ch.reply);
     melt_sampler_free(smp);
-    melt_context_free(ctx);
-    melt_tokenizer_free(tok);
-    melt_model_free(m);
+    cli_engine_close(&e);
     return rc;
 }

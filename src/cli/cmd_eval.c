@@ -106,23 +106,19 @@ static int cmd_eval_ppl(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *file = NULL;
-    int n_ctx = 512, n_batch = 512, n_threads = 0, n_chunks = 0, json = 0, profile = 0, c;
-    enum melt_kv_type kv = MELT_KV_F16;
+    cli_engine e = cli_engine_defaults();
+    e.n_ctx = 512;
+    e.n_batch = 512;
+    const char *file = NULL;
+    int n_chunks = 0, json = 0, profile = 0, c;
     cli_getopt_reset();
     while ((c = cli_getopt(argc, argv, ":m:f:c:b:t:h", opts, usage_eval_ppl)) != -1) {
+        const int s = cli_engine_opt(c, optarg, &e, argv[0], usage_eval_ppl);
+        if (s < 0) return CLI_USAGE;
+        if (s > 0) continue;
         switch (c) {
-        case 'm': model = optarg; break;
         case 'f': file = optarg; break;
-        case 'c': if (!parse_int("-c", optarg, 4, &n_ctx)) return CLI_USAGE; break;
-        case 'b': if (!parse_int("-b", optarg, 1, &n_batch)) return CLI_USAGE; break;
-        case 't': if (!parse_int("-t", optarg, 1, &n_threads)) return CLI_USAGE; break;
         case 'C': if (!parse_int("--chunks", optarg, 1, &n_chunks)) return CLI_USAGE; break;
-        case 'K':
-            if (strcmp(optarg, "f16") == 0) kv = MELT_KV_F16;
-            else if (strcmp(optarg, "f32") == 0) kv = MELT_KV_F32;
-            else return cli_usage_error(usage_eval_ppl, "eval ppl: --kv-type is f16 or f32, got '%s'", optarg);
-            break;
         case 'j': json = 1; break;
         case 'P': profile = 1; break;
         case 'h': usage_eval_ppl(stdout); return CLI_OK;
@@ -131,34 +127,28 @@ static int cmd_eval_ppl(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error(usage_eval_ppl, "eval ppl: unexpected argument '%s'", argv[optind]);
-    if (!model)
+    if (!e.model_path)
         return cli_usage_error(usage_eval_ppl, "eval ppl: missing -m FILE");
+    if (e.n_ctx < 4)
+        return cli_usage_error(usage_eval_ppl, "eval ppl: -c needs an integer >= 4, got %d", e.n_ctx);
+    const char *model = e.model_path;
+    const int n_ctx = e.n_ctx;
     if (!file)
         return cli_usage_error(usage_eval_ppl, "eval ppl: missing -f TEXT");
 
     melt_error err = {0};
     char *text = NULL;
     size_t len = 0;
-    melt_model *m = NULL;
-    melt_tokenizer *tok = NULL;
-    melt_context *ctx = NULL;
     melt_profile *prof = NULL;
     int rc = CLI_ERROR;
     if (read_file(file, &text, &len, &err) < 0)
         goto fail;
-    const uint64_t t_load = melt_prof_now_ns();
-    if (melt_model_load(model, NULL, &m, &err) < 0)
+    if (cli_engine_open(&e, &err) < 0)
         goto fail;
-    if (cli_load_tokenizer(m, model, &tok, &err) < 0)
-        goto fail;
-    const uint64_t load_ns = melt_prof_now_ns() - t_load;
-    melt_context_params cp = melt_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = n_batch;
-    cp.n_threads = n_threads;
-    cp.kv_type = kv;
-    if (melt_context_new(m, &cp, &ctx, &err) < 0)
-        goto fail;
+    melt_model *m = e.m;
+    melt_tokenizer *tok = e.tok;
+    melt_context *ctx = e.ctx;
+    const uint64_t load_ns = e.load_ns;
     if (profile) {
         if (melt_profile_new(melt_model_n_layer(m), &prof, &err) < 0)
             goto fail;
@@ -199,10 +189,8 @@ static int cmd_eval_ppl(int argc, char **argv)
 fail:
     cli_fail(&err);
 out:
-    melt_context_free(ctx);
     melt_profile_free(prof);
-    melt_tokenizer_free(tok);
-    melt_model_free(m);
+    cli_engine_close(&e);
     free(text);
     return rc;
 }

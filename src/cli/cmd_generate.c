@@ -84,35 +84,23 @@ int cmd_generate(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *model = NULL, *prompt = NULL;
-    int n_threads = 0, n_ctx = 0, json = 0, profile = 0, c;
+    cli_engine e = cli_engine_defaults();
+    const char *prompt = NULL;
+    int json = 0, profile = 0, c;
     melt_generate_params gp = melt_generate_default_params();
     melt_sampler_params sp = melt_sampler_default_params();
-    enum melt_kv_type kv = MELT_KV_F16;
     cli_getopt_reset();
     while ((c = cli_getopt(argc, argv, ":m:p:n:t:c:h", opts, usage_generate)) != -1) {
-        const int s = cli_sampling_opt(c, optarg, &sp, usage_generate);
+        int s = cli_sampling_opt(c, optarg, &sp, usage_generate);
+        if (s == 0)
+            s = cli_engine_opt(c, optarg, &e, argv[0], usage_generate);
         if (s < 0) return CLI_USAGE;
         if (s > 0) continue;
         switch (c) {
-        case 'm': model = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n':
             if (!cli_parse_int(optarg, -1, 1 << 30, &gp.n_predict))
                 return cli_usage_error(usage_generate, "generate: -n needs an integer >= -1, got '%s'", optarg);
-            break;
-        case 't':
-            if (!cli_parse_int(optarg, 1, 1 << 16, &n_threads))
-                return cli_usage_error(usage_generate, "generate: -t needs an integer >= 1, got '%s'", optarg);
-            break;
-        case 'c':
-            if (!cli_parse_int(optarg, 1, 1 << 24, &n_ctx))
-                return cli_usage_error(usage_generate, "generate: -c needs an integer >= 1, got '%s'", optarg);
-            break;
-        case 'K':
-            if (strcmp(optarg, "f16") == 0) kv = MELT_KV_F16;
-            else if (strcmp(optarg, "f32") == 0) kv = MELT_KV_F32;
-            else return cli_usage_error(usage_generate, "generate: --kv-type is f16 or f32, got '%s'", optarg);
             break;
         case 'E': gp.ignore_eos = true; break;
         case 'j': json = 1; break;
@@ -123,29 +111,22 @@ int cmd_generate(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error(usage_generate, "generate: unexpected argument '%s'", argv[optind]);
-    if (!model)
+    if (!e.model_path)
         return cli_usage_error(usage_generate, "generate: missing -m FILE");
     if (!prompt)
         return cli_usage_error(usage_generate, "generate: missing -p TEXT");
 
     melt_error err = {0};
-    melt_model *m = NULL;
-    melt_tokenizer *tok = NULL;
-    melt_context *ctx = NULL;
     melt_sampler *smp = NULL;
     melt_profile *prof = NULL;
     melt_token *ids = NULL;
     size_t n_ids = 0;
     int rc = CLI_ERROR;
-    const uint64_t t0 = melt_prof_now_ns();
-    if (melt_model_load(model, NULL, &m, &err) < 0) goto fail;
-    if (cli_load_tokenizer(m, model, &tok, &err) < 0) goto fail;
-    melt_context_params cp = melt_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_threads = n_threads;
-    cp.kv_type = kv;
-    if (melt_context_new(m, &cp, &ctx, &err) < 0) goto fail;
-    const uint64_t load_ns = melt_prof_now_ns() - t0;
+    if (cli_engine_open(&e, &err) < 0) goto fail;
+    melt_model *m = e.m;
+    melt_tokenizer *tok = e.tok;
+    melt_context *ctx = e.ctx;
+    const uint64_t load_ns = e.load_ns;
     if (melt_sampler_new(&sp, melt_model_n_vocab(m), &smp, &err) < 0) goto fail;
     if (profile) {
         if (melt_profile_new(melt_model_n_layer(m), &prof, &err) < 0) goto fail;
@@ -203,9 +184,7 @@ fail:
 out:
     free(ids);
     melt_sampler_free(smp);
-    melt_context_free(ctx);
+    cli_engine_close(&e);
     melt_profile_free(prof);
-    melt_tokenizer_free(tok);
-    melt_model_free(m);
     return rc;
 }
