@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "melt/fs.h"
 #include "engine/profile.h"
 #include "melt/engine.h"
 #include "melt/eval.h"
@@ -38,41 +39,6 @@ static void usage_eval_ppl(FILE *out)
           "  -h, --help          show this help\n\n"
           "Progress (one line per chunk) goes to stderr; the result line\n"
           "'PPL = X +/- SE' to stdout.\n", out);
-}
-
-static int read_file(const char *path, char **buf, size_t *len, melt_error *err)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return melt_errorf(err, MELT_EIO, "cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *p = malloc(cap);
-    int rc = 0;
-    for (;;) {
-        if (!p) {
-            rc = melt_errorf(err, MELT_ENOMEM, "out of memory reading %s", path);
-            break;
-        }
-        n += fread(p + n, 1, cap - n, f);
-        if (n < cap) {
-            if (ferror(f))
-                rc = melt_errorf(err, MELT_EIO, "error reading %s", path);
-            break;
-        }
-        char *q = realloc(p, cap * 2);
-        if (!q) free(p);
-        p = q;
-        cap *= 2;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (rc < 0) {
-        free(p);
-        return rc;
-    }
-    *buf = p;
-    *len = n;
-    return 0;
 }
 
 static int parse_int(const char *flag, const char *s, int min, int *out)
@@ -141,7 +107,7 @@ static int cmd_eval_ppl(int argc, char **argv)
     size_t len = 0;
     melt_profile *prof = NULL;
     int rc = CLI_ERROR;
-    if (read_file(file, &text, &len, &err) < 0)
+    if (melt_read_file(file, &text, &len, &err) < 0)
         goto fail;
     if (cli_engine_open(&e, &err) < 0)
         goto fail;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "melt/fs.h"
 #include "melt/gguf.h"
 #include "melt/tokenizer.h"
 
@@ -21,44 +22,6 @@ void usage_tokenize(FILE *out)
           "  -h, --help             show this help\n\n"
           "Without --ids: one line per token, the id and its piece in single quotes\n"
           "(\\n, \\t, \\\\, \\' and \\xNN for other control or invalid bytes).\n", out);
-}
-
-static int read_all(const char *path, char **buf, size_t *len, melt_error *err)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return melt_errorf(err, MELT_EIO, "cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *p = malloc(cap);
-    while (p) {
-        size_t got = fread(p + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) {
-            if (ferror(f)) {
-                free(p);
-                p = NULL;
-                if (f != stdin)
-                    fclose(f);
-                return melt_errorf(err, MELT_EIO, "error reading %s", path);
-            }
-            break;
-        }
-        char *q = realloc(p, cap * 2);
-        if (!q) {
-            free(p);
-            p = NULL;
-            break;
-        }
-        p = q;
-        cap *= 2;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (!p)
-        return melt_errorf(err, MELT_ENOMEM, "out of memory reading %s", path);
-    *buf = p;
-    *len = n;
-    return 0;
 }
 
 static void print_escaped(FILE *out, const char *s, size_t n)
@@ -120,7 +83,7 @@ int cmd_tokenize(int argc, char **argv)
     char *text = NULL;
     size_t len = 0;
     if (file) {
-        if (read_all(file, &text, &len, &err) < 0)
+        if (melt_read_file(file, &text, &len, &err) < 0)
             return cli_fail(&err);
     }
     melt_gguf *g = NULL;

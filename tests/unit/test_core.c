@@ -3,6 +3,7 @@
 
 #include "melt/cpu.h"
 #include "melt/error.h"
+#include "melt/fs.h"
 #include "melt/types.h"
 
 static void error_records_code_and_message(void **state)
@@ -114,6 +115,35 @@ static void cpu_detect_matches_proc_cpuinfo(void **state)
 #endif
 }
 
+static void read_file_returns_all_bytes_nul_terminated(void **state)
+{
+    (void)state;
+    /* larger than the first 64 KiB buffer, so the growth path runs */
+    const char *path = fixture_path("stories260K/stories260K.gguf");
+    size_t want_len;
+    char *want = slurp(path, &want_len);
+    char *buf = NULL;
+    size_t len = 0;
+    melt_error e = {0};
+    assert_int_equal(melt_read_file(path, &buf, &len, &e), 0);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(buf, want, len);
+    assert_int_equal(buf[len], '\0');
+    free(buf);
+    free(want);
+}
+
+static void read_file_names_a_missing_path(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    melt_error e = {0};
+    assert_int_equal(melt_read_file("/nonexistent/x.txt", &buf, &len, &e), MELT_EIO);
+    assert_non_null(strstr(e.msg, "/nonexistent/x.txt"));
+    assert_null(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -124,6 +154,8 @@ int main(void)
         cmocka_unit_test(row_bytes_checks_blocks_and_overflow),
         cmocka_unit_test(cpu_features_string_lists_names),
         cmocka_unit_test(cpu_detect_matches_proc_cpuinfo),
+        cmocka_unit_test(read_file_returns_all_bytes_nul_terminated),
+        cmocka_unit_test(read_file_names_a_missing_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
