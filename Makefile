@@ -30,7 +30,7 @@ WARN   += -Werror
 endif
 CFLAGS  ?= -O$(O) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Isrc -I$(BUILD)/gen
-LDLIBS  := -lm -ljansson -pthread
+LDLIBS  := -lm -ljansson -lyaml -lsqlite3 -pthread
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -46,7 +46,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay_%)
 
 .PHONY: all deps test run fuzz fuzz-deps install clean lint unit-bins
-all: $(BUILD)/melt $(BUILD)/libmelt.a
+all: $(BUILD)/melt $(BUILD)/libmelt.a $(BUILD)/melt-agent
 
 deps:
 	@scripts/deps.sh build
@@ -71,6 +71,23 @@ $(BUILD)/libmelt.a: $(LIB_OBJ)
 
 $(BUILD)/melt: $(CLI_OBJ) $(BUILD)/libmelt.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmelt.a $(LDLIBS)
+
+# The on-device agent: only the objects of libmelt.a it needs, and no
+# library beyond libc, libm and pthreads (-ldl for probes that dlopen).
+# The probe set is linked in once src/probes/ provides it.
+AGENT_SRC    := $(sort $(wildcard agent/*.c))
+AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
+AGENT_LDLIBS := -lm -pthread -ldl
+AGENT_PROBES := $(if $(shell grep -ls '^int melt_probe_set_open' src/probes/*.c 2>/dev/null),1,0)
+$(AGENT_OBJ): CFLAGS += -DMELT_AGENT_PROBES=$(AGENT_PROBES)
+$(AGENT_OBJ): $(BUILD)/gen/melt_version.h
+$(BUILD)/melt-agent: $(AGENT_OBJ) $(BUILD)/libmelt.a
+	$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(BUILD)/libmelt.a $(AGENT_LDLIBS)
+# `make agent-static`: the same, linked -static for copying to a device.
+.PHONY: agent-static
+agent-static: $(BUILD)/melt-agent-static
+$(BUILD)/melt-agent-static: $(AGENT_OBJ) $(BUILD)/libmelt.a
+	$(CC) $(LDFLAGS) -static -o $@ $(AGENT_OBJ) $(BUILD)/libmelt.a $(AGENT_LDLIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(BUILD)/libmelt.a
 	@mkdir -p $(@D)
@@ -100,19 +117,19 @@ run: deps
 # build/fuzz/corpus-NAME, crashes written to build/fuzz/crash-*).
 FUZZ_CC    ?= clang
 FUZZ_DIR   := build/fuzz
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -Iinclude -Isrc -I$(BUILD)/gen \
                -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ   := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BIN   := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_DIR)/%)
 
-$(FUZZ_DIR)/obj/%.o: %.c
+$(FUZZ_DIR)/obj/%.o: %.c | $(BUILD)/gen/melt_version.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(FUZZ_DIR)/libmelt.a: $(FUZZ_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libmelt.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmelt.a -lm -ljansson -pthread
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmelt.a $(LDLIBS)
 
 fuzz-deps:
 	@scripts/deps.sh fuzz
@@ -136,6 +153,27 @@ install: all
 	install -m 644 $(BUILD)/libmelt.a $(DESTDIR)$(PREFIX)/lib/libmelt.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' melt.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/melt.pc
+
+# Probe overhead: every probe present here at 10 Hz for PROBE_BENCH_SECONDS;
+# prints the sampling thread's CPU time as a fraction of one core (< 1%).
+PROBE_BENCH_SECONDS ?= 10
+.PHONY: bench-probes
+bench-probes: $(BUILD)/bench/probe_overhead
+	$(BUILD)/bench/probe_overhead $(PROBE_BENCH_SECONDS)
+$(BUILD)/bench/probe_overhead: bench/probe_overhead.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
+
+# Store ingest: events/s into a fresh SQLite store in batches of
+# STORE_BENCH_BATCH (the runner's way); target >= 200k events/s.
+STORE_BENCH_EVENTS ?= 2000000
+STORE_BENCH_BATCH ?= 1000
+.PHONY: bench-store
+bench-store: $(BUILD)/bench/store_ingest
+	$(BUILD)/bench/store_ingest $(STORE_BENCH_EVENTS) $(STORE_BENCH_BATCH)
+$(BUILD)/bench/store_ingest: bench/store_ingest.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
 
 # Functions that invite overflows; use snprintf, memcpy with sizes, strtol.
 lint:

@@ -79,6 +79,11 @@ size_t melt_event_format(const melt_event *ev, char *buf, size_t n);
  * is MELT_EFORMAT with the reason in err. Never reads past line[len). */
 int melt_event_parse(const char *line, size_t len, melt_event *ev, melt_error *err);
 
+/* Add "key":"value" (JSON-escaped) to the hello details in ev->msg (a JSON
+ * object's text, "" when empty). A member that would not fit whole is
+ * dropped: returns false then. */
+bool melt_event_hello_add(melt_event *ev, const char *key, const char *value);
+
 #ifdef __cplusplus
 }
 #endif

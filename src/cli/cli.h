@@ -57,9 +57,11 @@ CLI_DECLARE(model_quantize)
 CLI_DECLARE(tokenize)
 CLI_DECLARE(generate)
 CLI_DECLARE(chat)
+CLI_DECLARE(run)
 
 /* Subcommand tables of the groups (cmd_model.c, cmd_eval.c). */
 extern const cli_cmd cli_model_commands[], cli_eval_commands[];
+extern const cli_cmd cli_results_commands[];
 
 /* Helpers shared by the commands that run the builtin engine
  * (cli_engine.c). */

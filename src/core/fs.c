@@ -9,19 +9,19 @@ int melt_read_file(const char *path, char **buf, size_t *len, melt_error *err)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f)
-        return melt_errorf(err, MELT_EIO, "cannot open %s: %s", path, strerror(errno));
+        return melt_errorf(err, MELT_EIO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *p = malloc(cap);
     int rc = 0;
     for (;;) {
         if (!p) {
-            rc = melt_errorf(err, MELT_ENOMEM, "out of memory reading %s", path);
+            rc = melt_errorf(err, MELT_ENOMEM, "%s: out of memory", path);
             break;
         }
         n += fread(p + n, 1, cap - 1 - n, f);   /* keep one byte for the NUL */
         if (n < cap - 1) {
             if (ferror(f))
-                rc = melt_errorf(err, MELT_EIO, "error reading %s", path);
+                rc = melt_errorf(err, MELT_EIO, "%s: read error", path);
             break;
         }
         char *q = realloc(p, cap * 2);

@@ -44,7 +44,7 @@ check_exit "eval_unknown_sub" 2 "$MELT" eval nope
 check_exit "eval_ppl_missing_file_flag" 2 "$MELT" eval ppl -m "$S"
 check_exit "eval_ppl_bad_ctx" 2 "$MELT" eval ppl -m "$S" -f "$TXT" -c 2
 check_exit "eval_ppl_missing_text" 1 "$MELT" eval ppl -m "$S" -f "$T/nope.txt"
-expect "eval_ppl_missing_text_msg" "$T/err" '^melt: cannot open .*nope\.txt'
+expect "eval_ppl_missing_text_msg" "$T/err" '^melt: .*nope\.txt: cannot open'
 check_exit "eval_ppl_text_too_short" 1 "$MELT" eval ppl -m "$S" -f "$TXT" -c 1024
 expect "eval_ppl_text_too_short_msg" "$T/err" 'the text has 1651 tokens; perplexity with a context of 1024 needs at least 2048'
 expect_lines "eval_ppl_text_too_short_one_line" "$T/err" 2
