@@ -4,6 +4,7 @@
 #include "melt/cpu.h"
 #include "melt/error.h"
 #include "melt/fs.h"
+#include "melt/sha256.h"
 #include "melt/types.h"
 
 static void error_records_code_and_message(void **state)
@@ -144,6 +145,53 @@ static void read_file_names_a_missing_path(void **state)
     assert_null(buf);
 }
 
+static void sha256_hex_of(const void *data, size_t n, char hex[65])
+{
+    melt_sha256 s;
+    uint8_t d[32];
+    melt_sha256_init(&s);
+    melt_sha256_update(&s, data, n);
+    melt_sha256_final(&s, d);
+    melt_sha256_hex(d, hex);
+}
+
+/* FIPS 180-2 example messages and their published digests. */
+static void sha256_matches_standard_vectors(void **state)
+{
+    (void)state;
+    char hex[65];
+    sha256_hex_of("", 0, hex);
+    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha256_hex_of("abc", 3, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex_of(two, strlen(two), hex);
+    assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* one million 'a', fed in uneven pieces */
+    static char a[1000000];
+    memset(a, 'a', sizeof a);
+    melt_sha256 s;
+    uint8_t d[32];
+    melt_sha256_init(&s);
+    for (size_t off = 0, step = 1; off < sizeof a; off += step, step = step * 3 % 1000 + 1)
+        melt_sha256_update(&s, a + off, off + step > sizeof a ? sizeof a - off : step);
+    melt_sha256_final(&s, d);
+    melt_sha256_hex(d, hex);
+    assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+static void sha256_of_a_file_matches_sha256sum(void **state)
+{
+    (void)state;
+    char hex[65];
+    melt_error e = {0};
+    /* sha256sum tests/fixtures/stories260K/stories260K.gguf */
+    assert_int_equal(melt_sha256_file(fixture_path("stories260K/stories260K.gguf"), hex, &e), 0);
+    assert_string_equal(hex, "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
+    assert_int_equal(melt_sha256_file("/nonexistent/m.gguf", hex, &e), MELT_EIO);
+    assert_non_null(strstr(e.msg, "/nonexistent/m.gguf"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +204,8 @@ int main(void)
         cmocka_unit_test(cpu_detect_matches_proc_cpuinfo),
         cmocka_unit_test(read_file_returns_all_bytes_nul_terminated),
         cmocka_unit_test(read_file_names_a_missing_path),
+        cmocka_unit_test(sha256_matches_standard_vectors),
+        cmocka_unit_test(sha256_of_a_file_matches_sha256sum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
