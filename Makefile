@@ -74,12 +74,9 @@ $(BUILD)/melt: $(CLI_OBJ) $(BUILD)/libmelt.a
 
 # The on-device agent: only the objects of libmelt.a it needs, and no
 # library beyond libc, libm and pthreads (-ldl for probes that dlopen).
-# The probe set is linked in once src/probes/ provides it.
 AGENT_SRC    := $(sort $(wildcard agent/*.c))
 AGENT_OBJ    := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_LDLIBS := -lm -pthread -ldl
-AGENT_PROBES := $(if $(shell grep -ls '^int melt_probe_set_open' src/probes/*.c 2>/dev/null),1,0)
-$(AGENT_OBJ): CFLAGS += -DMELT_AGENT_PROBES=$(AGENT_PROBES)
 $(AGENT_OBJ): $(BUILD)/gen/melt_version.h
 $(BUILD)/melt-agent: $(AGENT_OBJ) $(BUILD)/libmelt.a
 	$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(BUILD)/libmelt.a $(AGENT_LDLIBS)

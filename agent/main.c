@@ -443,13 +443,6 @@ static void probe_notice(void *ctx, const char *probe, int code, const char *msg
 static int start_probes(run *r, melt_event *hello, melt_error *err)
 {
     if (!r->cfg.n_probes) return 0;
-#if !MELT_AGENT_PROBES
-    (void)hello;
-    (void)on_sample;
-    (void)probe_notice;
-    return melt_errorf(err, MELT_EUNSUPPORTED, "probe '%s': this melt-agent was built without the probe set",
-                       r->cfg.probes[0].name);
-#else
     melt_probe_set_params pp = melt_probe_set_default_params();
     pp.root = r->cfg.probe_root;
     pp.pid = (int)getpid();
@@ -472,7 +465,6 @@ static int start_probes(run *r, melt_event *hello, melt_error *err)
     }
     if (list[0]) melt_event_hello_add(hello, "probes", list);
     return 0;
-#endif
 }
 
 /* Sleep ms in slices, returning early on a signal. */
@@ -871,9 +863,7 @@ int main(int argc, char **argv)
     hello.t_ns = agent_now_ns();
     agent_emit(&r.out, &hello);
     int prc2 = 0;
-#if MELT_AGENT_PROBES
     if (prc == 0 && r.probes) prc2 = melt_probe_set_start(r.probes, &perr);
-#endif
 
     int rc;
     if (prc < 0 || prc2 < 0) {
@@ -883,7 +873,6 @@ int main(int argc, char **argv)
         rc = run_cell(&r);   /* unblocks the signals once the engine's threads exist */
     }
     pthread_sigmask(SIG_SETMASK, &r.sigold, NULL);
-#if MELT_AGENT_PROBES
     if (r.probes) {
         melt_probe_set_stop(r.probes);
         melt_probe_set_stats ps;
@@ -894,7 +883,6 @@ int main(int argc, char **argv)
         emit_figure(&r, "agent", -1, "probe_missed", (double)ps.missed, "count");
         melt_probe_set_close(r.probes);
     }
-#endif
     if (g_signal && rc >= 0) rc = 1;
     melt_event bye = agent_event(MELT_EV_BYE, agent_now_ns());
     SET_TEXT(bye.key, rc < 0 ? "error" : rc > 0 ? "interrupted" : "ok");

@@ -52,11 +52,11 @@ typedef struct melt_event {
     int64_t t_ns;          /* device CLOCK_MONOTONIC */
     int32_t req;           /* request index within the trial, -1 if none */
     int32_t i;             /* token index within req, -1 if none */
-    int32_t id;            /* token id, or n_prompt / n_gen, -1 if none */
+    int32_t id;            /* token id, or n_prompt / n_gen / hello's proto, -1 if none */
     double value;          /* sample/engine value */
     bool has_value;
     /* text fields, NUL-terminated, "" when absent:
-     * name: phase name / probe name / hello agent version
+     * name: phase name / probe name / hello agent version / engine name
      * key:  phase edge ("begin"/"end") / sample key / end reason / bye status
      * unit: sample unit
      * msg:  error message / hello details (JSON object text) */

@@ -288,6 +288,39 @@ static void event_rejects_malformed_lines_with_a_reason(void **state)
     }
 }
 
+static void event_hello_details_that_are_not_an_object_become_info(void **state)
+{
+    (void)state;
+    static const char *const msgs[] = {"not json", "{\"agent\":\"x\"}", "{\"a\":1", "[1]"};
+    for (size_t k = 0; k < sizeof msgs / sizeof msgs[0]; k++) {
+        melt_event ev = blank(MELT_EV_HELLO, 1), back;
+        snprintf(ev.name, sizeof ev.name, "0.1.0");
+        snprintf(ev.msg, sizeof ev.msg, "%s", msgs[k]);
+        char buf[1024], want[300];
+        melt_error err = {0};
+        melt_event_format(&ev, buf, sizeof buf);
+        assert_int_equal(melt_event_parse(buf, strlen(buf), &back, &err), 0);
+        assert_string_equal(back.name, "0.1.0");
+        char esc[200];
+        size_t o = 0;
+        for (const char *c = msgs[k]; *c; c++) {
+            if (*c == '"') esc[o++] = '\\';
+            esc[o++] = *c;
+        }
+        esc[o] = '\0';
+        snprintf(want, sizeof want, "{\"info\":\"%s\"}", esc);
+        assert_string_equal(back.msg, want);
+    }
+    /* a detail that does not fit is dropped whole */
+    melt_event ev = blank(MELT_EV_HELLO, 1);
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_true(melt_event_hello_add(&ev, "a", "b"));
+    assert_false(melt_event_hello_add(&ev, "big", big));
+    assert_string_equal(ev.msg, "{\"a\":\"b\"}");
+}
+
 static void event_format_reports_needed_length(void **state)
 {
     (void)state;
@@ -553,6 +586,7 @@ int main(void)
         cmocka_unit_test(event_keeps_int64_timestamps_exact),
         cmocka_unit_test(event_skips_unknown_keys_and_nested_values),
         cmocka_unit_test(event_rejects_malformed_lines_with_a_reason),
+        cmocka_unit_test(event_hello_details_that_are_not_an_object_become_info),
         cmocka_unit_test(event_format_reports_needed_length),
         cmocka_unit_test(event_kind_names_round_trip),
         cmocka_unit_test(stream_reports_bad_lines_and_keeps_going),
