@@ -332,8 +332,29 @@ static int get_word(pctx *P, const ynode *n, const char *path, const char *what,
 }
 
 /* An integer or a non-empty list of them: *vals malloc'd (caller frees). */
-static int get_int_list(pctx *P, const ynode *n, const char *path, long long lo, long long hi,
-                        long long **vals, size_t *count)
+/* How one item of a scalar-or-list value is read into a long long. */
+typedef struct list_item {
+    long long lo, hi;              /* integers: the range */
+    const char *what;              /* words: what they name, for messages */
+    const char *const *words;      /* words: the NULL-terminated choices (index stored) */
+} list_item;
+
+static int get_list_item(pctx *P, const ynode *item, const char *path, const list_item *how,
+                         long long *out)
+{
+    if (!how->words)
+        return get_int(P, item, path, how->lo, how->hi, out);
+    size_t idx;
+    int rc = get_word(P, item, path, how->what, how->words, &idx);
+    if (rc == 0)
+        *out = (long long)idx;
+    return rc;
+}
+
+/* A value that is one item or a list of items (lists expand into
+ * variants): *vals gets each item, read as `how` says. */
+static int get_list(pctx *P, const ynode *n, const char *path, const list_item *how,
+                    long long **vals, size_t *count)
 {
     *vals = NULL;
     *count = 0;
@@ -353,7 +374,7 @@ static int get_int_list(pctx *P, const ynode *n, const char *path, long long lo,
             join_index(sub, path, i);
         else
             snprintf(sub, sizeof sub, "%s", path);
-        int rc = get_int(P, item, sub, lo, hi, &v[i]);
+        int rc = get_list_item(P, item, sub, how, &v[i]);
         if (rc < 0) {
             free(v);
             return rc;
@@ -364,39 +385,18 @@ static int get_int_list(pctx *P, const ynode *n, const char *path, long long lo,
     return 0;
 }
 
-/* Like get_int_list for words. */
+static int get_int_list(pctx *P, const ynode *n, const char *path, long long lo, long long hi,
+                        long long **vals, size_t *count)
+{
+    const list_item how = {.lo = lo, .hi = hi};
+    return get_list(P, n, path, &how, vals, count);
+}
+
 static int get_word_list(pctx *P, const ynode *n, const char *path, const char *what,
                          const char *const *words, long long **vals, size_t *count)
 {
-    *vals = NULL;
-    *count = 0;
-    if (n->kind == YNODE_SEQ) {
-        int rc = expect_list(P, n, path);
-        if (rc < 0)
-            return rc;
-    }
-    size_t c = n->kind == YNODE_SEQ ? n->n : 1;
-    long long *v = calloc(c, sizeof *v);
-    if (!v)
-        return oom(P);
-    for (size_t i = 0; i < c; i++) {
-        char sub[PATH_MAX_LEN];
-        const ynode *item = n->kind == YNODE_SEQ ? n->items[i] : n;
-        if (n->kind == YNODE_SEQ)
-            join_index(sub, path, i);
-        else
-            snprintf(sub, sizeof sub, "%s", path);
-        size_t idx;
-        int rc = get_word(P, item, sub, what, words, &idx);
-        if (rc < 0) {
-            free(v);
-            return rc;
-        }
-        v[i] = (long long)idx;
-    }
-    *vals = v;
-    *count = c;
-    return 0;
+    const list_item how = {.what = what, .words = words};
+    return get_list(P, n, path, &how, vals, count);
 }
 
 /* ---- names and paths ---- */
