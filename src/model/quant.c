@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "model/fp16.h"
 #include "model/quant_blocks.h"
 
 /* A fused multiply-add would change the rounding, so contraction is off
@@ -80,27 +81,7 @@ uint16_t melt_fp32_to_fp16(float f)
 /* Exact; NaNs become quiet (as VCVTPH2PS does). */
 float melt_fp16_to_fp32(uint16_t h)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu;
-    uint32_t m = h & 0x3ffu;
-
-    if (e == 0x1f) {
-        if (m == 0)
-            return bits_f32(sign | 0x7f800000u);
-        return bits_f32(sign | 0x7fc00000u | (m << 13));
-    }
-    if (e == 0) {
-        if (m == 0)
-            return bits_f32(sign);
-        int ee = 1; /* normalize the subnormal */
-        while (!(m & 0x400u)) {
-            m <<= 1;
-            ee--;
-        }
-        m &= 0x3ffu;
-        return bits_f32(sign | ((uint32_t)(ee + 112) << 23) | (m << 13));
-    }
-    return bits_f32(sign | ((e + 112) << 23) | (m << 13));
+    return melt_fp16_to_fp32_inline(h);
 }
 
 /* As ggml: round to nearest even, NaN forced quiet, subnormals kept. */

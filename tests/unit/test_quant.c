@@ -29,6 +29,38 @@ static bool half_is_nan(uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3f
 
 /* ---- half ---- */
 
+/* The IEEE definition, field by field: the oracle for the fast decoder. */
+static uint32_t fp16_bits_by_definition(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0x1f)
+        return sign | 0x7f800000u | (m ? 0x00400000u | (m << 13) : 0);
+    if (e == 0) {
+        if (m == 0)
+            return sign;
+        int ee = 1;
+        while (!(m & 0x400u)) {
+            m <<= 1;
+            ee--;
+        }
+        return sign | ((uint32_t)(ee + 112) << 23) | ((m & 0x3ffu) << 13);
+    }
+    return sign | ((e + 112) << 23) | (m << 13);
+}
+
+static void fp16_decodes_every_half_as_the_definition(void **state)
+{
+    (void)state;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = melt_fp16_to_fp32((uint16_t)h);
+        uint32_t got;
+        memcpy(&got, &f, sizeof got);
+        uint32_t want = fp16_bits_by_definition((uint16_t)h);
+        if (got != want)
+            fail_msg("half 0x%04x: got float bits 0x%08x, want 0x%08x", h, got, want);
+    }
+}
+
 static void fp16_every_half_round_trips(void **state)
 {
     (void)state;
@@ -425,6 +457,7 @@ static void rows_bytes_do_not_depend_on_thread_count(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fp16_decodes_every_half_as_the_definition),
         cmocka_unit_test(fp16_every_half_round_trips),
         cmocka_unit_test(fp16_converts_known_values),
         cmocka_unit_test(fp16_ties_round_to_even),

@@ -16,6 +16,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 #include "melt/quant.h"
+#include "model/fp16.h"
 #include "melt/types.h"
 
 void melt_weight_row_f32(const melt_weight *w, int64_t row, float *out)
@@ -112,7 +113,7 @@ void melt_ref_softmax(float *x, int n)
 
 static float round_f16(float f)
 {
-    return melt_fp16_to_fp32(melt_fp32_to_fp16(f));
+    return melt_fp16_to_fp32_inline(melt_fp32_to_fp16(f));
 }
 
 void melt_ref_attend(float *out, const float *q, const melt_kv_view *kv, int n_kv,
@@ -126,7 +127,7 @@ void melt_ref_attend(float *out, const float *q, const melt_kv_view *kv, int n_k
             const uint16_t *kj = k + (size_t)j * kv->stride;
             double s = 0.0;
             for (int d = 0; d < head_dim; d++)
-                s += (double)qr[d] * (double)melt_fp16_to_fp32(kj[d]);
+                s += (double)qr[d] * (double)melt_fp16_to_fp32_inline(kj[d]);
             att[j] = (float)s * scale;
         }
         melt_ref_softmax(att, n_kv);
@@ -134,7 +135,7 @@ void melt_ref_attend(float *out, const float *q, const melt_kv_view *kv, int n_k
         for (int d = 0; d < head_dim; d++) {
             double s = 0.0;
             for (int j = 0; j < n_kv; j++)
-                s += (double)att[j] * (double)melt_fp16_to_fp32(v[(size_t)j * kv->stride + d]);
+                s += (double)att[j] * (double)melt_fp16_to_fp32_inline(v[(size_t)j * kv->stride + d]);
             out[d] = (float)s;
         }
         return;

@@ -13,6 +13,7 @@
 #include "engine/kernels/ref.h"
 #include "engine/kernels/vec_dot.h"
 #include "melt/quant.h"
+#include "model/fp16.h"
 
 /* The F32 expressions below are the definition (fmaf where a fused
  * multiply-add is meant, nothing contracted otherwise). */
@@ -115,7 +116,7 @@ static void scalar_softmax(float *x, int n)
 
 static float round_f16(float f)
 {
-    return melt_fp16_to_fp32(melt_fp32_to_fp16(f));
+    return melt_fp16_to_fp32_inline(melt_fp32_to_fp16(f));
 }
 
 /* Attention as llama.cpp's CPU path computes it without flash attention.
@@ -136,7 +137,7 @@ static void scalar_attend(float *out, const float *q, const melt_kv_view *kv, in
     for (int j = 0; j < n_kv; j++) {
         const uint16_t *kj = k + (size_t)j * kv->stride;
         double s = 0.0;
-        for (int d = 0; d < head_dim; d++) s += (double)(qr[d] * melt_fp16_to_fp32(kj[d]));
+        for (int d = 0; d < head_dim; d++) s += (double)(qr[d] * melt_fp16_to_fp32_inline(kj[d]));
         att[j] = (float)s * scale;
     }
     scalar_softmax(att, n_kv);
@@ -144,7 +145,7 @@ static void scalar_attend(float *out, const float *q, const melt_kv_view *kv, in
     for (int d = 0; d < head_dim; d++) {
         float lanes[16] = {0};
         for (int j = 0; j < n_kv; j++)
-            lanes[j % 16] += att[j] * melt_fp16_to_fp32(v[(size_t)j * kv->stride + d]);
+            lanes[j % 16] += att[j] * melt_fp16_to_fp32_inline(v[(size_t)j * kv->stride + d]);
         out[d] = tree16(lanes);
     }
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "melt/quant.h"
+#include "model/fp16.h"
 #include "melt/types.h"
 #include "model/quant_blocks.h"
 
@@ -22,7 +23,7 @@
 
 static_assert(sizeof(melt_block_q8_1) == 36, "q8_1 block size");
 
-static inline float h2f(uint16_t h) { return melt_fp16_to_fp32(h); }
+static inline float h2f(uint16_t h) { return melt_fp16_to_fp32_inline(h); }
 
 /* ---- activation quantizers ---- */
 
