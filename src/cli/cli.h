@@ -58,6 +58,7 @@ CLI_DECLARE(tokenize)
 CLI_DECLARE(generate)
 CLI_DECLARE(chat)
 CLI_DECLARE(run)
+CLI_DECLARE(report)
 
 /* Subcommand tables of the groups (cmd_model.c, cmd_eval.c). */
 extern const cli_cmd cli_model_commands[], cli_eval_commands[];

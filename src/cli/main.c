@@ -18,6 +18,8 @@ const cli_cmd cli_commands[] = {
     {"run", "run an experiment file", cmd_run, usage_run, NULL},
     {"eval", "evaluate accuracy: perplexity of a text", NULL, NULL, cli_eval_commands},
     {"results", "list, show and export stored runs", NULL, NULL, cli_results_commands},
+    {"report", "write a run's HTML report (charts and summary table)", cmd_report, usage_report,
+     NULL},
     {"version", "print version, build and CPU features", cmd_version, usage_version, NULL},
     {"help", "show help for melt or a command", cmd_help, usage_help, NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -19,12 +19,19 @@ typedef struct svg_axis {
     int decimals;
 } svg_axis;
 
-/* The axis with the fewest ticks (at most max_ticks, >= 2; step 1, 2 or 5
- * times a power of ten) that covers [dmin, dmax]. An empty range is
- * widened around its value; non-finite input gives [0, 1]. */
+/* The axis with the smallest round step (1, 2 or 5 times a power of ten)
+ * whose ticks, at most max_ticks (>= 2), cover [dmin, dmax]. An empty range
+ * is widened around its value (0 gives [0, 1]); non-finite input [0, 1]. */
 void svg_axis_nice(double dmin, double dmax, int max_ticks, svg_axis *ax);
 /* A tick value as text with the axis' decimals ("-0" printed as "0"). */
 void svg_tick_label(char *buf, size_t n, double v, int decimals);
+
+/* v with 4 significant digits and no exponent ("1234", "123.4", "0.01234"),
+ * "–" when not finite. */
+void svg_fmt_value(char *buf, size_t n, double v);
+/* "v ± ci" with ci at v's decimals ("± 0" when 0 or rounding noise); just v
+ * when ci is not finite. */
+void svg_fmt_mean_ci(char *buf, size_t n, double v, double ci);
 
 /* The palette colour (#rrggbb) and dash pattern ("" solid) of series i:
  * ten colours, then the same colours dashed. */
@@ -36,13 +43,15 @@ const char *svg_dash(size_t i);
 size_t svg_utf8_prefix(const char *s, size_t max_cp, bool *cut);
 /* s[0..n) HTML-escaped (melt_html_escape for a length). */
 void svg_escape_n(FILE *out, const char *s, size_t n);
-/* s escaped and cut to max_cp code points ("…" appended when cut). */
+/* s escaped and cut to max_cp code points: a longer s keeps its head and
+ * tail around a "…" (cell ids differ at both ends). */
 void svg_escape_cut(FILE *out, const char *s, size_t max_cp);
 
 /* ---- horizontal bar chart: one bar per cell, value ± ci -------------- */
 
 typedef struct svg_bar {
-    const char *label;       /* the cell (cut on the chart, whole in the tooltip) */
+    const char *label;       /* the cell, short (cut on the chart) */
+    const char *full;        /* NULL, or the whole name for the tooltip */
     double value;            /* NaN: no data ("–") */
     double ci;               /* 95% CI half-width; NaN: none */
     size_t n;                /* values behind the mean */
@@ -63,10 +72,12 @@ void svg_bar_chart_write(FILE *out, const svg_bar_chart *c);
 /* ---- line chart: one polyline per series ----------------------------- */
 
 typedef struct svg_series {
-    const char *name;        /* legend text */
+    const char *name;        /* legend text (cut) */
+    const char *full;        /* NULL, or the whole name for the tooltip */
     const double *x, *y;     /* n points, x ascending; non-finite points skipped */
     size_t n;
     size_t color;            /* palette index (colour and dash) */
+    const char *detail;      /* NULL, or more for the tooltip: "cpu0_temp, rep 0" */
 } svg_series;
 
 typedef struct svg_line_chart {
