@@ -102,11 +102,13 @@ test: deps
 	@$(MAKE) --no-print-directory all unit-bins
 	@MELT_SANITIZE='$(SANITIZE)' tests/run.sh $(BUILD)
 
+# The quickstart: examples/quickstart.yaml on this machine (a synthesized
+# tiny model, cached in $(BUILD)/run/.melt-models), database and report in
+# $(BUILD)/run/; prints the summary table.
 run: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p $(BUILD)/run
-	$(BUILD)/melt model synth --preset tiny --type q8_0 --seed 1 -o $(BUILD)/run/tiny-q8_0.gguf
-	$(BUILD)/melt model info $(BUILD)/run/tiny-q8_0.gguf
+	$(BUILD)/melt run examples/quickstart.yaml --db $(BUILD)/run/melt.db
 
 # libFuzzer builds: the library compiled once with coverage + ASan/UBSan into
 # build/fuzz/libmelt.a, one binary per tests/fuzz/fuzz_NAME.c, each run for
@@ -169,6 +171,17 @@ STORE_BENCH_BATCH ?= 1000
 bench-store: $(BUILD)/bench/store_ingest
 	$(BUILD)/bench/store_ingest $(STORE_BENCH_EVENTS) $(STORE_BENCH_BATCH)
 $(BUILD)/bench/store_ingest: bench/store_ingest.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
+
+# Thread-pool dispatch: ns per empty melt_pool_run for 1..POOL_BENCH_THREADS
+# threads, the pool against the mutex + condvar one it replaced.
+POOL_BENCH_DISPATCHES ?= 200000
+POOL_BENCH_THREADS ?= 2
+.PHONY: bench-pool
+bench-pool: $(BUILD)/bench/threadpool_dispatch
+	$(BUILD)/bench/threadpool_dispatch $(POOL_BENCH_DISPATCHES) $(POOL_BENCH_THREADS)
+$(BUILD)/bench/threadpool_dispatch: bench/threadpool_dispatch.c $(BUILD)/libmelt.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
 

@@ -4,7 +4,7 @@
 # Idempotent; with everything present it only asks dpkg, well under a second.
 set -eu
 
-build_pkgs="gcc make libc6-dev pkg-config git libcmocka-dev libjansson-dev libyaml-dev libsqlite3-dev"
+build_pkgs="gcc make libc6-dev pkg-config git libcmocka-dev libjansson-dev libyaml-dev libsqlite3-dev sqlite3"
 fuzz_pkgs="clang libclang-rt-14-dev"
 cross_pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
 # headless Chromium: tests/integration/test_report.sh renders the HTML report

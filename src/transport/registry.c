@@ -1,0 +1,24 @@
+/* melt — the table of transports. Adding one: a file in src/transport/
+ * that defines its melt_transport_ops, and a line here. */
+#include <string.h>
+
+#include "melt/transport.h"
+
+extern const melt_transport_ops melt_transport_local;
+
+const melt_transport_ops *const melt_transport_registry[] = {
+    &melt_transport_local,
+    NULL,
+};
+
+const melt_transport_ops *melt_transport_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; melt_transport_registry[i]; i++) {
+        const melt_transport_ops *t = melt_transport_registry[i];
+        if (t->version == MELT_TRANSPORT_API_VERSION && strcmp(t->name, name) == 0)
+            return t;
+    }
+    return NULL;
+}
