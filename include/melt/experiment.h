@@ -172,6 +172,11 @@ bool melt_experiment_cell(const melt_experiment *e, size_t i, melt_cell *out);
 /* Index of the cell with this id, or -1. */
 long melt_experiment_find_cell(const melt_experiment *e, const char *id);
 
+/* Write the resolved experiment (defaults filled, lists expanded, every
+ * workload loaded): header lines starting with '#', then one line per cell
+ * with its index, id and settings. Errors name file:line:col. */
+int melt_experiment_describe(const melt_experiment *e, FILE *out, melt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

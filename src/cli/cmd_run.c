@@ -34,91 +34,14 @@ void usage_run(FILE *out)
           out);
 }
 
-static void print_model(const melt_exp_model *m)
-{
-    if (m->source == MELT_MODEL_PATH)
-        printf("model=%s", m->path);
-    else
-        printf("model=synth:%s/%s/seed=%llu", m->preset, melt_ftype_name(m->ftype),
-               (unsigned long long)m->seed);
-}
-
-static void print_workload(const melt_exp_workload *w, const melt_plan *plan, int n_ctx)
-{
-    printf("workload=%s", melt_workload_kind_name(w->kind));
-    if (w->kind == MELT_WORKLOAD_SYNTHETIC) {
-        printf(" pp=%d tg=%d", (int)w->prompt_tokens, (int)w->gen_tokens);
-        return;
-    }
-    size_t turns = 0;
-    for (size_t i = 0; i < plan->n_convs; i++)
-        turns += plan->convs[i].n_turns;
-    printf(" file=%s", w->path);
-    if (w->kind == MELT_WORKLOAD_PROMPTS)
-        printf(" format=%s prompts=%zu", w->jsonl ? "jsonl" : "text", plan->n_convs);
-    else
-        printf(" conversations=%zu turns=%zu", plan->n_convs, turns);
-    printf(" max_gen_tokens=%d", (int)w->max_gen_tokens);
-    if (w->kind == MELT_WORKLOAD_CONVERSATIONS) {
-        int limit = w->max_context_tokens > 0 && w->max_context_tokens < n_ctx
-                        ? w->max_context_tokens : n_ctx;
-        printf(" max_context_tokens=%d", limit);
-    }
-}
-
 static int dry_run(const melt_experiment *e)
 {
     melt_error err = {0};
-    melt_plan **plans = calloc(e->n_workloads, sizeof *plans);
-    if (!plans) {
-        fprintf(stderr, "melt: run: out of memory\n");
-        return CLI_ERROR;
+    if (melt_experiment_describe(e, stdout, &err) < 0) {
+        fflush(stdout);
+        return cli_fail(&err);
     }
-    int rc = CLI_OK;
-    for (size_t i = 0; i < e->n_workloads && rc == CLI_OK; i++) {
-        const melt_exp_workload *w = &e->workloads[i];
-        if (melt_workload_plan(w, MELT_EXP_DEFAULT_N_CTX, &plans[i], &err) < 0) {
-            fprintf(stderr, "melt: %s:%d:%d: workloads[%zu]: %s\n", e->path, w->line, w->col,
-                    w->item, err.msg);
-            rc = CLI_ERROR;
-        }
-    }
-    if (rc == CLI_OK) {
-        size_t n = melt_experiment_n_cells(e);
-        printf("# experiment %s (%s): %zu cells, %d repetitions + %d warm-up each\n", e->name,
-               e->path, n, e->repetitions, e->warmup);
-        printf("# cooldown: below %g C, wait %g..%g s; sampling: temperature=%g top_k=%d "
-               "top_p=%g min_p=%g repeat_penalty=%g repeat_last_n=%d seed=%llu\n",
-               e->cooldown.max_temp_c, e->cooldown.min_wait_s, e->cooldown.max_wait_s,
-               (double)e->sampling.temperature, (int)e->sampling.top_k,
-               (double)e->sampling.top_p, (double)e->sampling.min_p,
-               (double)e->sampling.repeat_penalty, (int)e->sampling.repeat_last_n,
-               (unsigned long long)e->sampling.seed);
-        printf("# probes:");
-        for (size_t i = 0; i < e->n_probes; i++)
-            printf(" %s@%gHz", e->probes[i].name, e->probes[i].rate_hz);
-        printf("%s\n", e->n_probes ? "" : " none");
-        melt_cell c;
-        for (size_t i = 0; melt_experiment_cell(e, i, &c); i++) {
-            const melt_exp_engine *g = c.engine;
-            printf("%4zu  %s  transport=%s threads=", i + 1, c.id,
-                   melt_transport_name(c.device->transport));
-            if (g->n_threads)
-                printf("%d", g->n_threads);
-            else
-                printf("all");
-            printf(" context=%d batch=%d kv=%s ", g->n_ctx, g->n_batch,
-                   g->kv_type == MELT_KV_F32 ? "f32" : "f16");
-            print_model(c.model);
-            putchar(' ');
-            print_workload(c.workload, plans[c.workload - e->workloads], g->n_ctx);
-            putchar('\n');
-        }
-    }
-    for (size_t i = 0; i < e->n_workloads; i++)
-        melt_plan_free(plans[i]);
-    free(plans);
-    return rc;
+    return CLI_OK;
 }
 
 /* SIGINTs (and SIGTERMs) so far: the first stops the current trial

@@ -32,6 +32,7 @@
 #include "melt/report.h"
 #include "melt/results.h"
 #include "melt/runner.h"
+#include "melt_version.h"
 #include "melt/sha256.h"
 #include "melt/store.h"
 #include "melt/transport.h"
@@ -853,6 +854,50 @@ static char *models_dir_for(const char *db_path, const char *given)
     return s;
 }
 
+
+/* What the store keeps of the experiment: the file as written, then its
+ * resolved form (defaults, expanded lists, loaded workloads) as YAML
+ * comments, so the text stays a valid experiment file. */
+static int experiment_record(const melt_experiment *e, char **out, melt_error *err)
+{
+    char *text = NULL, *resolved = NULL, *buf = NULL;
+    size_t len = 0, rlen = 0, blen = 0;
+    int rc = melt_read_file(e->path, &text, &len, err);
+    if (rc < 0)
+        return rc;
+    FILE *mem = open_memstream(&resolved, &rlen);
+    if (!mem) {
+        free(text);
+        return melt_errorf(err, MELT_ENOMEM, "%s: out of memory", e->path);
+    }
+    rc = melt_experiment_describe(e, mem, err);
+    fclose(mem);
+    FILE *o = rc < 0 ? NULL : open_memstream(&buf, &blen);
+    if (o) {
+        fputs(text, o);
+        if (len && text[len - 1] != '\n')
+            fputc('\n', o);
+        fputs("\n# --- resolved by melt " MELT_VERSION " ---\n", o);
+        for (const char *line = resolved; line && *line;) {
+            const char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) : strlen(line);
+            fprintf(o, "%s%.*s\n", line[0] == '#' ? "" : "# ", (int)n, line);
+            line += n + (nl ? 1 : 0);
+        }
+        fclose(o);
+    } else if (rc == 0) {
+        rc = melt_errorf(err, MELT_ENOMEM, "%s: out of memory", e->path);
+    }
+    free(text);
+    free(resolved);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
 static int open_run(runner *r, melt_error *err)
 {
     const melt_experiment *e = r->e;
@@ -870,8 +915,7 @@ static int open_run(runner *r, melt_error *err)
         return melt_store_completed_trials(r->store, r->run_id, &r->done, &r->n_done, err);
     }
     char *text = NULL;
-    size_t len = 0;
-    int rc = melt_read_file(e->path, &text, &len, err);
+    int rc = experiment_record(e, &text, err);
     if (rc < 0)
         return rc;
     melt_run_meta meta = {.name = e->name, .experiment = text};

@@ -57,6 +57,10 @@ if [ $have_sqlite = 1 ]; then
         "$(q "$DB" "select count(*) from events where kind='phase' and name='cooldown' and key='end'")" 2
     expect_eq "cell_metadata_stored" \
         "$(q "$DB" "select count(*) from cells where length(model_sha256)=64 and kernel is not null and engine like '%\"threads\":2%'")" 1
+    # the run keeps the file as written plus its resolved form as comments
+    q "$DB" "select experiment from runs where id=1" >"$T/exp.txt"
+    expect "experiment_text_kept" "$T/exp.txt" '^repetitions: 2'
+    expect "experiment_resolved_kept" "$T/exp.txt" '^# +2  local/builtin-t2-c64/stories260K/synthetic-pp16-tg8  transport=local threads=2'
 fi
 
 # ---- resume of a finished run runs nothing ---------------------------------
