@@ -86,6 +86,54 @@ agent-static: $(BUILD)/melt-agent-static
 $(BUILD)/melt-agent-static: $(AGENT_OBJ) $(BUILD)/libmelt.a
 	$(CC) $(LDFLAGS) -static -o $@ $(AGENT_OBJ) $(BUILD)/libmelt.a $(AGENT_LDLIBS)
 
+# ---- Static agents for devices (docs/devices.md) ---------------------------
+# `make agent-aarch64`      $(BUILD)/aarch64/melt-agent, static, aarch64-linux-gnu-gcc
+# `make agent-x86_64-static` $(BUILD)/x86_64/melt-agent, static, x86-64
+# Each is a separate object tree ($(BUILD)/ARCH/obj) built from AGENT_LIB_SRC:
+# the library folders the agent draws on (core, model, engine, probes) plus
+# the two runner files it shares with the host (event.c, plan.c); the host
+# side (cli, store, report, runner, transport, eval) and model/info.c need
+# jansson, libyaml or sqlite and are left out, so a cross build needs nothing
+# but the target's libc. The archive lets the linker take only what the agent
+# references. -DMELT_PROBE_NO_DLOPEN: no dlopen (NVML) in a static binary.
+# `*-stripped` copies next to each are what you copy to a device.
+AGENT_LIB_SRC := $(filter src/core/% src/model/% src/engine/% src/probes/% \
+                   src/runner/event.c src/runner/plan.c, \
+                   $(filter-out src/model/info.c, $(LIB_SRC)))
+AARCH64_CC    ?= aarch64-linux-gnu-gcc
+AARCH64_STRIP ?= aarch64-linux-gnu-strip
+AARCH64_AR    ?= aarch64-linux-gnu-ar
+X86_64_CC     ?= x86_64-linux-gnu-gcc
+X86_64_STRIP  ?= strip
+X86_64_AR     ?= ar
+AGENT_X_CFLAGS := -O$(O) -g -std=c11 -D_GNU_SOURCE -pthread $(WARN) \
+                  -DMELT_PROBE_NO_DLOPEN -Iinclude -Isrc -I$(BUILD)/gen
+
+# agent_tree ARCH CC STRIP AR: objects, archive, static agent and stripped copy
+# under $(BUILD)/ARCH.
+define agent_tree
+$(BUILD)/$(1)/obj/%.o: %.c | $(BUILD)/gen/melt_version.h
+	@mkdir -p $$(@D)
+	$(2) $$(AGENT_X_CFLAGS) -MMD -MP -c $$< -o $$@
+$(BUILD)/$(1)/libmelt-agent.a: $$(AGENT_LIB_SRC:%.c=$(BUILD)/$(1)/obj/%.o)
+	@rm -f $$@
+	$(4) rcs $$@ $$^
+$(BUILD)/$(1)/melt-agent: $$(AGENT_SRC:%.c=$(BUILD)/$(1)/obj/%.o) $(BUILD)/$(1)/libmelt-agent.a
+	$(2) -static -o $$@ $$^ $$(AGENT_LDLIBS)
+$(BUILD)/$(1)/melt-agent-stripped: $(BUILD)/$(1)/melt-agent
+	$(3) -o $$@ $$<
+endef
+$(eval $(call agent_tree,aarch64,$(AARCH64_CC),$(AARCH64_STRIP),$(AARCH64_AR)))
+$(eval $(call agent_tree,x86_64,$(X86_64_CC),$(X86_64_STRIP),$(X86_64_AR)))
+
+.PHONY: agent-aarch64 agent-x86_64-static
+agent-aarch64: $(BUILD)/aarch64/melt-agent $(BUILD)/aarch64/melt-agent-stripped
+	@ls -l $^
+agent-x86_64-static: $(BUILD)/x86_64/melt-agent $(BUILD)/x86_64/melt-agent-stripped
+	@ls -l $^
+-include $(shell find $(BUILD)/aarch64/obj $(BUILD)/x86_64/obj -name '*.d' 2>/dev/null)
+# ---- end of static agents ---------------------------------------------------
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(BUILD)/libmelt.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS) -lcmocka
@@ -176,7 +224,7 @@ $(BUILD)/bench/store_ingest: bench/store_ingest.c $(BUILD)/libmelt.a
 
 # Thread-pool dispatch: ns per empty melt_pool_run for 1..POOL_BENCH_THREADS
 # threads, the pool against the mutex + condvar one it replaced.
-POOL_BENCH_DISPATCHES ?= 200000
+POOL_BENCH_DISPATCHES ?= 20000
 POOL_BENCH_THREADS ?= 2
 .PHONY: bench-pool
 bench-pool: $(BUILD)/bench/threadpool_dispatch

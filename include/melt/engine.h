@@ -47,8 +47,10 @@ typedef struct melt_context melt_context;
  *          CPU numerics: each activation row is quantized to the weight
  *          type's dot type (Q8_0 / Q8_1 blocks of 32 for q4_0, q4_1, q5_0,
  *          q5_1, q8_0; Q8_K blocks of 256 for the k-quants; F16 / BF16 for
- *          F16 / BF16 weights) and dotted with integer block sums. Today
- *          that is SCALAR.
+ *          F16 / BF16 weights) and dotted with integer block sums: AVX512
+ *          when the CPU has AVX-512 VNNI (and AVX2), else AVX2 when it has
+ *          AVX2, FMA and F16C, else SCALAR. All give the same bits except
+ *          for F16 weights (docs/engine.md).
  *   REF    the oracle: weight rows dequantized to F32, F32 activations,
  *          sums in double. Slower; logits closest to exact.
  *   SCALAR AUTO's numerics in plain C (what SIMD families are tested
@@ -57,6 +59,8 @@ enum melt_kernels {
     MELT_KERNELS_AUTO = 0,
     MELT_KERNELS_REF = 1,
     MELT_KERNELS_SCALAR = 2,
+    MELT_KERNELS_AVX2 = 3,   /* SCALAR's numerics with AVX2+FMA+F16C (x86) */
+    MELT_KERNELS_AVX512 = 4, /* AVX2 plus AVX-512 VNNI q8_0/q4_0 dots (same numerics) */
 };
 
 typedef struct melt_model_params {

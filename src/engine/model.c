@@ -32,9 +32,16 @@ typedef struct loader {
     melt_error *err;
 } loader;
 
+/* MELT_KERNELS=ref|scalar|avx2|avx512 in the environment overrides the default
+ * AUTO (for benchmarks and comparisons; any other value keeps AUTO). */
 melt_model_params melt_model_default_params(void)
 {
     melt_model_params p = {.kernels = MELT_KERNELS_AUTO};
+    const char *k = getenv("MELT_KERNELS");
+    if (k && strcmp(k, "ref") == 0) p.kernels = MELT_KERNELS_REF;
+    else if (k && strcmp(k, "scalar") == 0) p.kernels = MELT_KERNELS_SCALAR;
+    else if (k && strcmp(k, "avx2") == 0) p.kernels = MELT_KERNELS_AVX2;
+    else if (k && strcmp(k, "avx512") == 0) p.kernels = MELT_KERNELS_AVX512;
     return p;
 }
 

@@ -702,6 +702,13 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
         return 1;
     if (!slot->sha256[0] && melt_sha256_file(slot->path, slot->sha256, err) < 0)
         return err->code;
+    /* the model on the device: local uses it in place; ssh copies it into
+     * the work folder unless the same sha256 is there, checking room first */
+    const char *model_base = strrchr(slot->path, '/');
+    char *model_remote = NULL;
+    if ((rc = r->tops->push(r->tstate, slot->path, model_base ? model_base + 1 : slot->path,
+                            &model_remote, err)) < 0)
+        return rc;
 
     char *dj = device_json(c->device), *ej = engine_json(c->engine),
          *mj = model_json(c->model, slot->path), *wj = workload_json(c->workload, e);
@@ -721,13 +728,16 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
     free(ej);
     free(mj);
     free(wj);
-    if (rc < 0)
+    if (rc < 0) {
+        free(model_remote);
         return rc;
+    }
 
     char *plan_local = NULL, *plan_remote = NULL;
     if ((rc = write_plan(c, &plan_local, err)) < 0) {
         melt_errorf(err, err->code, "%s:%d:%d: workloads[%zu]: %s", e->path, c->workload->line,
                     c->workload->col, c->workload->item, err->msg);
+        free(model_remote);
         return rc;
     }
     rc = r->tops->push(r->tstate, plan_local, "plan.txt", &plan_remote, err);
@@ -773,7 +783,7 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
             rc = 1;
     }
 
-    trial_spec ts = {.c = c, .cell_rowid = cell_rowid, .model_path = slot->path,
+    trial_spec ts = {.c = c, .cell_rowid = cell_rowid, .model_path = model_remote,
                      .plan_path = plan_remote, .pre = pre, .n_pre = n_pre};
     ts.pos.cell = c->index;
     ts.pos.n_cells = n_cells;
@@ -806,6 +816,7 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
         unlink(plan_local);
     free(plan_local);
     free(plan_remote);
+    free(model_remote);
     return rc;
 }
 
@@ -976,7 +987,7 @@ int melt_runner_run(const melt_experiment *e, const melt_runner_params *p,
         if (!melt_transport_find(kind)) {
             melt_errorf(err, MELT_EUNSUPPORTED,
                         "device '%s': transport '%s' is not supported yet (this melt runs "
-                        "local devices only)", e->devices[i].name, kind);
+                        "local and ssh devices)", e->devices[i].name, kind);
             return MELT_RUN_EXIT_ERROR;
         }
     }

@@ -5,9 +5,11 @@
 #include "melt/transport.h"
 
 extern const melt_transport_ops melt_transport_local;
+extern const melt_transport_ops melt_transport_ssh;
 
 const melt_transport_ops *const melt_transport_registry[] = {
     &melt_transport_local,
+    &melt_transport_ssh,
     NULL,
 };
 

@@ -125,13 +125,17 @@ static void synth_cache_name_is_preset_type_seed(void **state)
     melt_experiment_free(e);
 }
 
-static void transport_table_has_local_only_for_now(void **state)
+static void transport_table_has_local_and_ssh(void **state)
 {
     (void)state;
-    const melt_transport_ops *t = melt_transport_find("local");
-    assert_non_null(t);
-    assert_int_equal(t->version, MELT_TRANSPORT_API_VERSION);
-    assert_null(melt_transport_find("ssh"));
+    const char *const names[] = {"local", "ssh"};
+    for (size_t i = 0; i < 2; i++) {
+        const melt_transport_ops *t = melt_transport_find(names[i]);
+        assert_non_null(t);
+        assert_string_equal(t->name, names[i]);
+        assert_int_equal(t->version, MELT_TRANSPORT_API_VERSION);
+    }
+    assert_null(melt_transport_find("adb"));
     assert_null(melt_transport_find(NULL));
 }
 
@@ -183,7 +187,7 @@ int main(void)
         cmocka_unit_test(agent_argv_all_threads_gives_no_t_flag),
         cmocka_unit_test(durations_format_for_eta),
         cmocka_unit_test(synth_cache_name_is_preset_type_seed),
-        cmocka_unit_test(transport_table_has_local_only_for_now),
+        cmocka_unit_test(transport_table_has_local_and_ssh),
         cmocka_unit_test(local_transport_push_is_no_copy_and_spawn_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,112 @@
+# The agent cross-built for aarch64 (make agent-aarch64: static, libc only)
+# and run under qemu-aarch64-static: its ELF header, greedy tokens of
+# stories260K against tests/fixtures/stories260K/greedy.jsonl (the scalar
+# kernels until NEON lands), and a full small experiment through
+# `melt run --agent scripts/qemu-aarch64-agent` (local transport).
+# Missing cross tools are installed with scripts/deps.sh cross; when that
+# fails every check below fails with the reason (never skipped).
+. "$ROOT/tests/integration/lib.sh"
+MODEL="$FIX/stories260K/stories260K.gguf"
+XAGENT="$ROOT/$BUILD/aarch64/melt-agent"
+QEMU=qemu-aarch64-static
+
+# ---- tools -----------------------------------------------------------------
+deps_rc=0
+if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
+    "$ROOT/scripts/deps.sh" cross >"$T/deps.out" 2>&1 || deps_rc=$?
+fi
+missing=""
+for x in aarch64-linux-gnu-gcc "$QEMU"; do
+    command -v "$x" >/dev/null 2>&1 || missing="$missing $x"
+done
+if [ -n "$missing" ]; then
+    _report "cross_tools_present" 0 "missing:$missing; 'scripts/deps.sh cross' (exit $deps_rc) did not provide them:
+$(tail -5 "$T/deps.out" 2>/dev/null)"
+    _report "aarch64_agent_checks" 0 "not run: no cross compiler or qemu-aarch64-static"
+    finish
+    exit 0
+fi
+_report "cross_tools_present" 1 ""
+
+# ---- build -----------------------------------------------------------------
+# Same BUILD as the suite (its gen/ header), objects in $BUILD/aarch64/obj.
+# MAKEFLAGS of an outer `make test` (jobserver, its variables) are not passed on.
+check "make_agent_aarch64" env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+    make -C "$ROOT" --no-print-directory BUILD="$BUILD" WERROR=1 agent-aarch64
+if [ ! -x "$XAGENT" ]; then
+    _report "aarch64_agent_built" 0 "no $XAGENT after make agent-aarch64:
+$(tail -c 800 "$T/err")"
+    finish
+    exit 0
+fi
+expect_not "cross_build_warning_free" "$T/err" '\.[ch]:[0-9]+(:[0-9]+)?: warning:|ld: .*warning:'
+
+# ELF header: 64-bit (EI_CLASS 2), little-endian, e_machine 183 (EM_AARCH64),
+# and no PT_INTERP program header (static). od reads it without `file`.
+hdr=$(od -An -tu1 -N20 "$XAGENT" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
+expect_eq "elf_magic_64bit_le" "$(echo "$hdr" | cut -d' ' -f1-6)" "127 69 76 70 2 1"
+expect_eq "elf_machine_aarch64" "$(echo "$hdr" | cut -d' ' -f19-20)" "183 0"
+if command -v file >/dev/null 2>&1; then
+    run file -L "$XAGENT"
+    expect "file_says_aarch64_static" "$T/out" 'ARM aarch64.*statically linked'
+fi
+if command -v aarch64-linux-gnu-readelf >/dev/null 2>&1; then
+    run aarch64-linux-gnu-readelf -lW "$XAGENT"
+    expect_not "no_program_interpreter" "$T/out" 'INTERP'
+    run aarch64-linux-gnu-readelf -dW "$XAGENT"
+    expect_not "no_shared_libraries_needed" "$T/out" 'NEEDED'
+fi
+
+# ---- the agent under qemu: greedy tokens of the fixture ----------------------
+# Two prompts of greedy.jsonl as a prompts plan (64 tokens each, end of
+# generation ignored, temperature 0); token ids per request are compared with
+# the fixture's generated_tokens.
+plan_quote() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g'; }
+p1=$(sed -n '1s/^{"prompt":"\(.*\)","prompt_tokens".*/\1/p' "$FIX/stories260K/greedy.jsonl")
+p2=$(sed -n '2s/^{"prompt":"\(.*\)","prompt_tokens".*/\1/p' "$FIX/stories260K/greedy.jsonl")
+gen() { sed -n "${1}s/.*\"generated_tokens\":\[\([0-9,]*\)\].*/\1/p" "$FIX/stories260K/greedy.jsonl"; }
+{
+    echo "melt-plan 1"; echo "kind prompts"; echo "prompt_tokens 0"; echo "gen_tokens 0"
+    echo "max_gen_tokens 64"; echo "max_context_tokens 0"; echo "ignore_eos 1"
+    echo "conversations 2"
+    echo "conversation 1"; echo "turn \"$(plan_quote "$p1")\""
+    echo "conversation 1"; echo "turn \"$(plan_quote "$p2")\""
+    echo "end"
+} >"$T/greedy.plan"
+check "qemu_agent_runs_plan" "$QEMU" "$XAGENT" -m "$MODEL" --plan "$T/greedy.plan" \
+    --temp 0 -t 2
+cp "$T/out" "$T/greedy.jsonl"
+expect "hello_says_aarch64" "$T/greedy.jsonl" '"ev":"hello".*"arch":"aarch64"'
+expect "bye_ok" "$T/greedy.jsonl" '"ev":"bye".*"status":"ok"'
+toks() { sed -n "s/.*\"ev\":\"token\".*\"req\":$1,.*\"id\":\([0-9]*\).*/\1/p" "$T/greedy.jsonl" | paste -sd, -; }
+expect_eq "greedy_tokens_prompt1_match_fixture" "$(toks 0)" "$(gen 1)"
+expect_eq "greedy_tokens_prompt2_match_fixture" "$(toks 1)" "$(gen 2)"
+
+# ---- a full experiment through the emulator wrapper -------------------------
+cat >"$T/arm.yaml" <<YAML
+name: aarch64-qemu
+repetitions: 1
+warmup: 0
+cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}
+engines:
+  - threads: [2]
+    context: 64
+models:
+  - path: $MODEL
+workloads:
+  - synthetic: {prompt_tokens: 16, gen_tokens: 8}
+YAML
+DB="$T/arm.db"
+MELT_AARCH64_AGENT="$XAGENT" check "melt_run_qemu_agent_exits_0" \
+    "$MELT" run "$T/arm.yaml" --db "$DB" --idle-ms 0 -q --agent "$ROOT/scripts/qemu-aarch64-agent"
+check "results_show_qemu_run" "$MELT" results show last --db "$DB"
+expect "results_have_decode_tps" "$T/out" 'decode_tps'
+check "results_export_qemu_run" "$MELT" results export last --db "$DB" --format jsonl
+expect "export_decode_tps_n1" "$T/out" '"metric":"decode_tps","unit":"tok/s","n":1,'
+if command -v sqlite3 >/dev/null 2>&1; then
+    expect_eq "trial_ok_and_8_tokens_stored" \
+        "$(sqlite3 "$DB" "select count(*) from trials where status='ok'") $(sqlite3 "$DB" "select count(*) from events where kind='token'")" "1 8"
+    expect_eq "device_arch_aarch64_stored" \
+        "$(sqlite3 "$DB" "select count(*) from events where kind='hello' and msg like '%\"arch\":\"aarch64\"%'")" 1
+fi
+finish
