@@ -9,7 +9,9 @@
  *                               activations quantized to the weight type's
  *                               dot type (Q8_0, Q8_1, Q8_K, F16, BF16),
  *                               integer block sums (kernels/vec_dot.c);
- *   avx2, avx512, neon        — later: the scalar family's numerics, fast.
+ *   avx2, avx512 (kernels/avx2.c, avx512.c) — the scalar family's
+ *                               numerics with x86 SIMD, chosen by AUTO when
+ *                               the CPU has them; neon comes later.
  *
  * Threading contract (as ggml's): an op that takes (ith, nth) computes its
  * own slice of the output; every output value is produced by exactly one

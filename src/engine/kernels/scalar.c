@@ -1,6 +1,6 @@
 /* The "scalar" kernel family: llama.cpp's CPU numerics in plain C, the
- * default (MELT_KERNELS_AUTO) until SIMD families exist, and the oracle
- * they are tested against bit for bit.
+ * default (MELT_KERNELS_AUTO) where no SIMD family fits the CPU, and the
+ * oracle the SIMD families are tested against bit for bit.
  *
  * matmul: every activation row is converted once to the weight type's dot
  * type (act_convert, vec_dot.h), then each output is one vec_dot.
