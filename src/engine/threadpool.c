@@ -29,7 +29,9 @@
  * burns the time slice that the thread it waits for needs, and sleepers get
  * the scheduler's wake-up preference. Every thread also counts its
  * involuntary context switches once every PROBE_EVERY tasks
- * (probe_preemption), which sees preemptions in the middle of a task too. */
+ * (probe_preemption), which sees preemptions in the middle of a task too;
+ * and a caller that spins out waiting for workers that were awake when it
+ * dispatched (their shares are the size of its own) takes that as a sign. */
 #include "engine/threadpool.h"
 
 #include <limits.h>
@@ -193,9 +195,10 @@ static void unpark_all(melt_pool *p, atomic_uint *word)
 
 /* Spin for up to spin_us until done(*word), then park. until_zero: wait
  * for *word == 0 (the caller on pending); else for *word != old (a worker
- * on generation). Returns the value that ended the wait (acquire). */
+ * on generation). timeout_is_preemption: a spin that runs out is a sign of
+ * oversubscription. Returns the value that ended the wait (acquire). */
 static unsigned await_word(melt_pool *p, atomic_uint *word, unsigned old, int until_zero,
-                           atomic_int *sleepers)
+                           int timeout_is_preemption, atomic_int *sleepers)
 {
     unsigned v = atomic_load_explicit(word, memory_order_acquire);
 #define DONE(v) (until_zero ? (v) == 0 : (v) != old)
@@ -215,7 +218,12 @@ static unsigned await_word(melt_pool *p, atomic_uint *word, unsigned old, int un
                         mark_oversubscribed(p, t);
                         break;
                     }
-                    if (t - t0 >= spin_ns) break;
+                    if (t - t0 >= spin_ns) {
+                        /* the caller, its share done, waited a whole spin
+                         * for workers that were awake: one is not running */
+                        if (timeout_is_preemption) mark_oversubscribed(p, t);
+                        break;
+                    }
                     t_prev = t;
                 }
                 if (i % YIELD_EVERY == 0) sched_yield();
@@ -241,7 +249,7 @@ static void *worker_main(void *a)
     unsigned seen = 0;   /* the generation at creation */
     preempt_probe probe = {.last = -1};
     for (;;) {
-        seen = await_word(p, &p->generation, seen, 0, &p->n_sleeping);
+        seen = await_word(p, &p->generation, seen, 0, 0, &p->n_sleeping);
         if (p->quit) break;
         p->fn(p->arg, ith, p->n_threads);
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_sleeping))
@@ -359,11 +367,13 @@ void melt_pool_run(melt_pool *p, melt_task_fn fn, void *arg)
     p->arg = arg;
     atomic_store_explicit(&p->pending, (unsigned)p->n_threads - 1, memory_order_relaxed);
     atomic_fetch_add(&p->generation, 1);   /* publishes fn, arg, pending */
-    if (atomic_load(&p->n_sleeping) > 0) unpark_all(p, &p->generation);
+    const int woke = atomic_load(&p->n_sleeping) > 0;
+    if (woke) unpark_all(p, &p->generation);
 
     fn(arg, 0, p->n_threads);
 
-    await_word(p, &p->pending, 0, 1, &p->caller_sleeping);
+    /* workers just woken may well take longer than a spin to get going */
+    await_word(p, &p->pending, 0, 1, !woke, &p->caller_sleeping);
     probe_preemption(p, &p->caller_probe);
     atomic_store_explicit(&p->busy, 0, memory_order_release);
 }
