@@ -99,6 +99,13 @@ void melt_ops_slice(int64_t n_rows, int ith, int nth, int64_t *r0, int64_t *r1);
 
 const melt_ops *melt_ops_ref(void);      /* kernels/ref.c */
 const melt_ops *melt_ops_scalar(void);   /* kernels/scalar.c */
+
+/* The matmul every vec_dot family shares (kernels/scalar.c): this thread's
+ * slice of w's output rows, each dotted with the n_tok activation rows by
+ * dot — converted rows xq when w's type has a dot type, else the F32 rows
+ * x. dot has the signature of melt_vec_dot_fn (kernels/vec_dot.h). */
+void melt_ops_matmul_by_dot(const melt_weight *w, float (*dot)(int64_t, const void *, const void *),
+                            const float *x, const void *xq, int n_tok, float *y, int ith, int nth);
 /* The family for the requested kernels (enum melt_kernels; kernels/select.c);
  * NULL for an unknown value. */
 const melt_ops *melt_ops_select(int kernels);

@@ -548,16 +548,7 @@ static void avx2_matmul(const melt_weight *w, const float *x, const void *xq, in
         melt_ops_scalar()->matmul(w, x, xq, n_tok, y, buf, ith, nth);
         return;
     }
-    const size_t rb = melt_dot_act_row_bytes(w->type, w->n_in);
-    const uint8_t *act = rb ? (const uint8_t *)xq : (const uint8_t *)x;
-    const size_t stride = rb ? rb : (size_t)w->n_in * sizeof(float);
-    int64_t r0, r1;
-    melt_ops_slice(w->n_out, ith, nth, &r0, &r1);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
-        for (int i = 0; i < n_tok; i++)
-            y[(int64_t)i * w->n_out + r] = dot(w->n_in, row, act + (size_t)i * stride);
-    }
+    melt_ops_matmul_by_dot(w, dot, x, xq, n_tok, y, ith, nth);
 }
 
 static melt_ops avx2_ops;

@@ -47,6 +47,12 @@ static void scalar_matmul(const melt_weight *w, const float *x, const void *xq, 
         melt_ref_matmul(w, x, NULL, n_tok, y, buf, ith, nth);
         return;
     }
+    melt_ops_matmul_by_dot(w, t->vec_dot, x, xq, n_tok, y, ith, nth);
+}
+
+void melt_ops_matmul_by_dot(const melt_weight *w, float (*dot)(int64_t, const void *, const void *),
+                            const float *x, const void *xq, int n_tok, float *y, int ith, int nth)
+{
     const size_t rb = melt_dot_act_row_bytes(w->type, w->n_in);
     const uint8_t *act = rb ? (const uint8_t *)xq : (const uint8_t *)x;
     const size_t stride = rb ? rb : (size_t)w->n_in * sizeof(float);
@@ -55,7 +61,7 @@ static void scalar_matmul(const melt_weight *w, const float *x, const void *xq, 
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w->data + (uint64_t)r * w->row_bytes;
         for (int i = 0; i < n_tok; i++)
-            y[(int64_t)i * w->n_out + r] = t->vec_dot(w->n_in, row, act + (size_t)i * stride);
+            y[(int64_t)i * w->n_out + r] = dot(w->n_in, row, act + (size_t)i * stride);
     }
 }
 
