@@ -10,23 +10,8 @@
 # runner/generate of the medians. Target: >= 0.99.
 # Usage: bench/runner_overhead.sh [BUILD_DIR] [RUNS] [N_GEN] [THREADS]
 #   env MODEL=path.gguf to use another model (default: synthesized tiny q8_0)
-set -eu
-BUILD=${1:-build}
-RUNS=${2:-7}
-NGEN=${3:-256}
-THREADS=${4:-1}
-cd "$(dirname "$0")/.."
-MELT=$BUILD/melt
-AGENT=$BUILD/melt-agent
-[ -x "$MELT" ] && [ -x "$AGENT" ] || { echo "build first: make BUILD=$BUILD" >&2; exit 2; }
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/melt-runner-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT INT TERM
-MODEL=${MODEL:-$TMP/tiny-q8_0.gguf}
-[ -f "$MODEL" ] || "$MELT" model synth --preset tiny --type q8_0 --seed 1 -o "$MODEL" >/dev/null
-PROMPT="Once upon a time, in a small village by the sea, there lived"
-CTX=$((NGEN + 512))
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+BENCH_NAME=runner-bench
+. "$(dirname "$0")/common.sh"
 
 run_gen() {
     "$MELT" generate -m "$MODEL" -p "$PROMPT" -n "$NGEN" --ignore-eos -t "$THREADS" -c "$CTX" \
