@@ -3,6 +3,7 @@
 #   make test       install deps, build, run every test (last line: N passed, N failed)
 #   make run        install deps, build, run the quickstart on this machine
 #   make fuzz       fuzz every parser for FUZZ_SECONDS each (clang libFuzzer)
+#   make bench      every benchmark (probe, store, thread pool, agent/runner overhead)
 #   make install PREFIX=/usr/local
 # Options: SANITIZE=address,undefined  WERROR=1  CC=clang  O=2
 
@@ -200,6 +201,15 @@ install: all
 	install -m 644 $(BUILD)/libmelt.a $(DESTDIR)$(PREFIX)/lib/libmelt.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' melt.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/melt.pc
+
+# Every benchmark, each printing its figures and ratios measured in the same
+# run (never asserted in tests: these machines are shared and noisy).
+.PHONY: bench bench-runner bench-agent
+bench: all bench-probes bench-store bench-pool bench-runner bench-agent
+bench-runner: all
+	bench/runner_overhead.sh $(BUILD)
+bench-agent: all
+	bench/agent_overhead.sh $(BUILD)
 
 # Probe overhead: every probe present here at 10 Hz for PROBE_BENCH_SECONDS;
 # prints the sampling thread's CPU time as a fraction of one core (< 1%).
