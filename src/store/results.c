@@ -247,6 +247,17 @@ static const char *num(char *buf, size_t n, double v)
     return buf;
 }
 
+/* A figure for people: as num(), but whole numbers from a million up are
+ * written out (19259400 rather than 1.92594e+07). */
+static const char *num_human(char *buf, size_t n, double v)
+{
+    if (isfinite(v) && fabs(v) >= 1e6 && fabs(v) < 1e15)
+        snprintf(buf, n, "%.0f", v);
+    else
+        num(buf, n, v);
+    return buf;
+}
+
 static void csv_field(FILE *out, const char *s)
 {
     if (!strpbrk(s, ",\"\n\r")) {
@@ -389,10 +400,10 @@ static void write_text(FILE *out, const melt_results *r)
             const melt_results_metric *m = &c->metrics[j];
             char a[32], b[32], cell[80];
             if (isfinite(m->s.ci95))
-                snprintf(cell, sizeof cell, "%s ± %s", num(a, sizeof a, m->s.mean),
-                         num(b, sizeof b, m->s.ci95));
+                snprintf(cell, sizeof cell, "%s ± %s", num_human(a, sizeof a, m->s.mean),
+                         num_human(b, sizeof b, m->s.ci95));
             else
-                snprintf(cell, sizeof cell, "%s", num(a, sizeof a, m->s.mean));
+                snprintf(cell, sizeof cell, "%s", num_human(a, sizeof a, m->s.mean));
             /* "±" is 2 bytes for 1 column: pad one more */
             fprintf(out, "  %-28s %*s %4zu  %s\n", m->name, isfinite(m->s.ci95) ? 25 : 24, cell,
                     m->s.n, m->unit);
