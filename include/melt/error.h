@@ -28,7 +28,8 @@ typedef struct melt_error {
     char msg[512];  /* one line, no trailing newline */
 } melt_error;
 
-/* Record an error (printf-style message) and return code. err may be NULL. */
+/* Record an error (printf-style message) and return code. err may be NULL.
+ * The arguments may include err->msg itself, to prefix context. */
 int melt_errorf(melt_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

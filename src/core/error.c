@@ -2,14 +2,19 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int melt_errorf(melt_error *err, int code, const char *fmt, ...)
 {
     if (err) {
+        /* Format into a copy first: callers may pass err->msg itself as an
+         * argument to add context ("device 'x': %s", err->msg). */
+        char msg[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, msg, sizeof msg);
         err->code = code;
     }
     return code;

@@ -6,10 +6,12 @@
 
 extern const melt_transport_ops melt_transport_local;
 extern const melt_transport_ops melt_transport_ssh;
+extern const melt_transport_ops melt_transport_adb;
 
 const melt_transport_ops *const melt_transport_registry[] = {
     &melt_transport_local,
     &melt_transport_ssh,
+    &melt_transport_adb,
     NULL,
 };
 

@@ -158,10 +158,10 @@ if [ $have_sqlite = 1 ]; then
 fi
 
 # ---- an unsupported transport ----------------------------------------------
-sed 's/^engines:/devices:\n  - {name: board, transport: adb}\nengines:/' \
-    "$T/tiny.yaml" >"$T/adb.yaml"
-check_exit "adb_not_supported_yet" 1 "$MELT" run "$T/adb.yaml" --db "$T/s.db"
-expect "adb_not_supported_message" "$T/err" "transport 'adb' is not supported yet"
+sed 's/^engines:/devices:\n  - {name: board, transport: tcp, host: 127.0.0.1, port: 9}\nengines:/' \
+    "$T/tiny.yaml" >"$T/tcp.yaml"
+check_exit "tcp_not_supported_yet" 1 "$MELT" run "$T/tcp.yaml" --db "$T/s.db"
+expect "tcp_not_supported_message" "$T/err" "transport 'tcp' is not supported yet"
 
 # ---- cool-down on a fake device tree (zones at 52 C): waits, then goes on --
 sed -e 's/^cooldown:.*/cooldown: {max_temp_c: 40, min_wait_s: 0, max_wait_s: 0.4}/' \

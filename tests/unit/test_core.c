@@ -22,6 +22,16 @@ static void error_records_code_and_message(void **state)
     assert_int_equal(melt_errorf(NULL, MELT_EIO, "x"), MELT_EIO);
 }
 
+static void error_can_prefix_its_own_message(void **state)
+{
+    (void)state;
+    melt_error e = {0};
+    melt_errorf(&e, MELT_EIO, "connection refused");
+    melt_errorf(&e, e.code, "device '%s': %s", "phone", e.msg);
+    assert_string_equal(e.msg, "device 'phone': connection refused");
+    assert_int_equal(e.code, MELT_EIO);
+}
+
 static void error_truncates_long_messages(void **state)
 {
     (void)state;
@@ -196,6 +206,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(error_records_code_and_message),
+        cmocka_unit_test(error_can_prefix_its_own_message),
         cmocka_unit_test(error_truncates_long_messages),
         cmocka_unit_test(types_have_ggml_geometry),
         cmocka_unit_test(types_reject_retired_and_unknown_ids),

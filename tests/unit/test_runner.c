@@ -135,7 +135,7 @@ static void transport_table_has_local_and_ssh(void **state)
         assert_string_equal(t->name, names[i]);
         assert_int_equal(t->version, MELT_TRANSPORT_API_VERSION);
     }
-    assert_null(melt_transport_find("adb"));
+    assert_null(melt_transport_find("no-such-transport"));
     assert_null(melt_transport_find(NULL));
 }
 
