@@ -98,14 +98,6 @@ static int rewrap(melt_error *err, const char *fmt1, const char *a, const char *
     return melt_errorf(err, err->code, "%s: %s", prefix, m);
 }
 
-static char *concat(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *r = malloc(n);
-    if (r)
-        snprintf(r, n, "%s%s%s", a, b, c);
-    return r;
-}
 
 /* Drop every '\r' that precedes a '\n' (older adb runs commands on a pty). */
 static void strip_cr(char *t)
@@ -119,16 +111,6 @@ static void strip_cr(char *t)
     *w = '\0';
 }
 
-static const char *last_line(char *text)
-{
-    if (!text)
-        return "";
-    size_t n = strlen(text);
-    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
-        text[--n] = '\0';
-    char *nl = strrchr(text, '\n');
-    return nl ? nl + 1 : text;
-}
 
 /* adb [-s SERIAL] a1 [a2 [a3 [a4]]]: run with stdin /dev/null. */
 static int adb_run(const adb_state *s, bool with_serial, const char *a1, const char *a2,
@@ -164,7 +146,7 @@ static int adb_run(const adb_state *s, bool with_serial, const char *a1, const c
 static int adb_call(adb_state *s, const char *what, const char *cmd, int timeout_ms, char **out,
                     melt_error *err)
 {
-    char *full = concat("( ", cmd, "\n); printf '\\n__melt_rc=%s\\n' \"$?\"");
+    char *full = melt_concat3("( ", cmd, "\n); printf '\\n__melt_rc=%s\\n' \"$?\"");
     if (!full)
         return oom(err);
     char *o = NULL, *e = NULL;
@@ -177,7 +159,7 @@ static int adb_call(adb_state *s, const char *what, const char *cmd, int timeout
             m = p;
         if (!m) {
             rc = melt_errorf(err, MELT_EIO, "device '%s' (adb %s): %s failed: adb exit %d%s%s",
-                             s->name, s->serial, what, rc, e && *e ? ": " : "", last_line(e));
+                             s->name, s->serial, what, rc, e && *e ? ": " : "", melt_last_line(e));
         } else {
             long code = strtol(m + strlen("\n__melt_rc="), NULL, 10);
             *m = '\0';
@@ -185,7 +167,7 @@ static int adb_call(adb_state *s, const char *what, const char *cmd, int timeout
                 char *tail = e && *e ? e : o;
                 rc = melt_errorf(err, MELT_EIO, "device '%s' (adb %s): %s failed (exit %ld)%s%s",
                                  s->name, s->serial, what, code, tail && *tail ? ": " : "",
-                                 last_line(tail));
+                                 melt_last_line(tail));
             } else {
                 rc = 0;
             }
@@ -209,7 +191,7 @@ static void adb_close(void *state)
     if (s->qworkdir && s->serial) {
         char pat[64];
         snprintf(pat, sizeof pat, "/.melt-pid.%ld.*", (long)getpid());
-        char *cmd = concat("rm -f ", s->qworkdir, pat);
+        char *cmd = melt_concat3("rm -f ", s->qworkdir, pat);
         if (cmd) {
             melt_error e = {0};
             adb_call(s, "cleaning up", cmd, ADB_CLOSE_TIMEOUT_MS, NULL, &e);
@@ -309,7 +291,7 @@ static int select_device(adb_state *s, const melt_exp_device *dev, melt_error *e
     int rc = adb_run(s, false, "devices", "-l", NULL, NULL, ADB_DEVICES_TIMEOUT_MS, &o, &e, err);
     if (rc > 0)
         rc = melt_errorf(err, MELT_EIO, "device '%s': 'adb devices -l' failed (exit %d)%s%s",
-                         s->name, rc, e && *e ? ": " : "", last_line(e));
+                         s->name, rc, e && *e ? ": " : "", melt_last_line(e));
     else if (rc < 0)
         rewrap(err, "device '%s'%s%s", s->name, "", "");
     free(e);
@@ -386,8 +368,8 @@ static int adb_open(const melt_exp_device *dev, void **state, melt_error *err)
     char *out = NULL;
     if (rc == 0) {
         /* getprop missing (not Android): no ABI, no check */
-        char *cmd = concat("mkdir -p ", s->qworkdir, " && cd ");
-        char *cmd2 = cmd ? concat(cmd, s->qworkdir,
+        char *cmd = melt_concat3("mkdir -p ", s->qworkdir, " && cd ");
+        char *cmd2 = cmd ? melt_concat3(cmd, s->qworkdir,
                                   " || exit 1; "
                                   "echo \"abi=$(getprop ro.product.cpu.abi 2>/dev/null)\"; "
                                   "echo \"abilist=$(getprop ro.product.cpu.abilist 2>/dev/null)\"")
@@ -485,28 +467,6 @@ static int check_abi(const adb_state *s, const char *local_path, melt_error *err
 
 /* Available bytes from the last line of `df -Pk` (KiB) or of Android's old
  * toolbox df (Filesystem Size Used Free Blksize, with K/M/G suffixes). */
-static bool parse_df(char *text, uint64_t *bytes)
-{
-    const char *line = last_line(text);
-    char num[64] = "";
-    if (sscanf(line, "%*s %*s %*s %63s", num) != 1)
-        return false;
-    char *end = NULL;
-    double v = strtod(num, &end);
-    if (end == num || v < 0)
-        return false;
-    double mul = 1024.0;
-    switch (*end) {
-    case 'K': case 'k': mul = 1024.0; break;
-    case 'M': mul = 1048576.0; break;
-    case 'G': mul = 1073741824.0; break;
-    case 'T': mul = 1099511627776.0; break;
-    case '\0': break;
-    default: return false;
-    }
-    *bytes = (uint64_t)(v * mul);
-    return true;
-}
 
 static char *df_cmd(const char *qdir)
 {
@@ -528,20 +488,13 @@ static int adb_free_space(void *state, const char *dir, uint64_t *bytes, melt_er
     char *out = NULL;
     int rc = adb_call(s, "df", cmd, ADB_CALL_TIMEOUT_MS, &out, err);
     free(cmd);
-    if (rc == 0 && !parse_df(out, bytes))
+    if (rc == 0 && !melt_parse_df_free(out, bytes))
         rc = melt_errorf(err, MELT_EIO, "device '%s' (adb %s): cannot read df's output '%s'",
                          s->name, s->serial, out ? out : "");
     free(out);
     return rc;
 }
 
-static bool is_hex64(const char *p)
-{
-    for (int i = 0; i < 64; i++)
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-            return false;
-    return p[64] == ' ';
-}
 
 static int adb_push(void *state, const char *local_path, const char *remote_name,
                     char **remote_path, melt_error *err)
@@ -556,8 +509,8 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
         return rc;
     char tmpname[64];
     snprintf(tmpname, sizeof tmpname, ".melt-push.%ld.tmp", (long)getpid());
-    char *path = concat(s->workdir, "/", remote_name);
-    char *tmppath = concat(s->workdir, "/", tmpname);
+    char *path = melt_concat3(s->workdir, "/", remote_name);
+    char *tmppath = melt_concat3(s->workdir, "/", tmpname);
     char *qname = melt_shell_quote(remote_name);
     char *qtmp = melt_shell_quote(tmpname);
     char *dfc = df_cmd(".");
@@ -580,7 +533,7 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
     bool hashed = false;
     for (const char *l = out; l && *l;) {
         const char *h = *l == '\\' ? l + 1 : l;
-        if (strlen(h) >= 65 && is_hex64(h)) {
+        if (strlen(h) >= 65 && melt_is_sha256_line(h)) {
             if (!hashed && (rc = melt_sha256_file(local_path, sha, err)) < 0)
                 goto done;
             hashed = true;
@@ -591,7 +544,7 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
         l = nl ? nl + 1 : "";
     }
     uint64_t avail = 0;
-    if (parse_df(out, &avail) && (uint64_t)st.st_size > avail) {
+    if (melt_parse_df_free(out, &avail) && (uint64_t)st.st_size > avail) {
         rc = melt_errorf(err, MELT_EIO,
                          "device '%s' (adb %s): '%s' (%.1f MiB) does not fit in %s: "
                          "%.1f MiB free", s->name, s->serial, local_path,
@@ -599,7 +552,7 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
         goto done;
     }
     /* adb push LOCAL TMP: argv, no shell; a leading '-' would read as an option */
-    local = local_path[0] == '-' ? concat("./", local_path, "") : strdup(local_path);
+    local = local_path[0] == '-' ? melt_concat3("./", local_path, "") : strdup(local_path);
     if (!local) {
         rc = oom(err);
         goto done;
@@ -610,7 +563,7 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
                  timeout > INT_MAX ? INT_MAX : (int)timeout, NULL, &e, err);
     if (rc > 0)
         rc = melt_errorf(err, MELT_EIO, "device '%s' (adb %s): adb push '%s' failed (exit %d)%s%s",
-                         s->name, s->serial, local_path, rc, e && *e ? ": " : "", last_line(e));
+                         s->name, s->serial, local_path, rc, e && *e ? ": " : "", melt_last_line(e));
     else if (rc < 0)
         rewrap(err, "device '%s' (adb %s): pushing '%s'", s->name, s->serial, local_path);
     free(e);
@@ -673,7 +626,7 @@ static int adb_spawn(void *state, char *const argv[], melt_proc *p, melt_error *
     adb_state *s = state;
     char pidname[96];
     snprintf(pidname, sizeof pidname, "/.melt-pid.%ld.%u", (long)getpid(), s->n_spawn++);
-    char *pidfile = concat(s->workdir, pidname, "");
+    char *pidfile = melt_concat3(s->workdir, pidname, "");
     char *qpid = pidfile ? melt_shell_quote(pidfile) : NULL;
     char *args = melt_shell_join(argv);
     char *run = NULL, *kint = NULL, *kterm = NULL;

@@ -22,4 +22,21 @@ char *melt_shell_quote(const char *s);
  * by spaces. An empty argv gives "". */
 char *melt_shell_join(char *const argv[]);
 
+/* ---- reading what remote shell commands print (ssh, adb) ---- */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* a, b and c joined (malloc'd), or NULL when out of memory. */
+char *melt_concat3(const char *a, const char *b, const char *c);
+/* The last non-empty line of text, with trailing newlines, carriage returns
+ * and spaces removed in place ("" for NULL). */
+const char *melt_last_line(char *text);
+/* True when p starts with a sha256sum line: 64 lower-case hex digits and a
+ * space. */
+bool melt_is_sha256_line(const char *p);
+/* Free bytes from the last line of `df -Pk DIR` (4th column, KiB; Android's
+ * old df writes it with a K/M/G/T suffix instead). */
+bool melt_parse_df_free(char *text, uint64_t *bytes);
+
 #endif

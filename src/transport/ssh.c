@@ -125,16 +125,6 @@ static char **ssh_argv(const ssh_state *s, bool mux, const char *extra1, const c
 }
 
 /* The last line of text, for an error message. */
-static const char *last_line(char *text)
-{
-    if (!text)
-        return "";
-    size_t n = strlen(text);
-    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
-        text[--n] = '\0';
-    char *nl = strrchr(text, '\n');
-    return nl ? nl + 1 : text;
-}
 
 /* Run cmd on the device (stdin /dev/null); *out (may be NULL) gets its
  * stdout. A non-zero exit is an error naming the device and what failed. */
@@ -152,7 +142,7 @@ static int ssh_call(ssh_state *s, const char *what, const char *cmd, int timeout
     if (rc > 0)
         rc = melt_errorf(err, MELT_EIO, "device '%s' (ssh %s): %s failed (%s %d)%s%s", s->name,
                          s->host, what, rc == 255 ? "ssh exit" : "exit", rc,
-                         e && *e ? ": " : "", last_line(e));
+                         e && *e ? ": " : "", melt_last_line(e));
     else if (rc < 0)
         melt_errorf(err, err->code, "device '%s' (ssh %s): %s: %s", s->name, s->host, what,
                     err->msg);
@@ -164,14 +154,6 @@ static int ssh_call(ssh_state *s, const char *what, const char *cmd, int timeout
     return rc;
 }
 
-static char *concat(const char *a, const char *b, const char *c)
-{
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *r = malloc(n);
-    if (r)
-        snprintf(r, n, "%s%s%s", a, b, c);
-    return r;
-}
 
 static void ssh_close(void *state)
 {
@@ -183,7 +165,7 @@ static void ssh_close(void *state)
             /* pid files of this melt's spawns */
             char pat[64];
             snprintf(pat, sizeof pat, "/.melt-pid.%ld.*", (long)getpid());
-            char *cmd = concat("rm -f -- ", s->qworkdir, pat);
+            char *cmd = melt_concat3("rm -f -- ", s->qworkdir, pat);
             if (cmd) {
                 melt_error e = {0};
                 ssh_call(s, "cleaning up", cmd, SSH_CLOSE_TIMEOUT_MS, NULL, &e);
@@ -217,13 +199,13 @@ static char *workdir_script(const char *workdir)
 {
     const char *tail = "; mkdir -p -- \"$W\" && cd -- \"$W\" && pwd -P";
     if (!workdir || !*workdir)
-        return concat("if [ -n \"$HOME\" ]; then W=\"$HOME/.melt\"; "
+        return melt_concat3("if [ -n \"$HOME\" ]; then W=\"$HOME/.melt\"; "
                       "else W=\"/tmp/melt-$(id -un)\"; fi", "", tail);
     if (strcmp(workdir, "~") == 0)
-        return concat("W=\"$HOME\"", "", tail);
+        return melt_concat3("W=\"$HOME\"", "", tail);
     const bool home = strncmp(workdir, "~/", 2) == 0;
     char *q = melt_shell_quote(home ? workdir + 2 : workdir);
-    char *r = q ? concat(home ? "W=\"$HOME\"/" : "W=", q, tail) : NULL;
+    char *r = q ? melt_concat3(home ? "W=\"$HOME\"/" : "W=", q, tail) : NULL;
     free(q);
     return r;
 }
@@ -290,7 +272,7 @@ static int ssh_open(const melt_exp_device *dev, void **state, melt_error *err)
                       &out, err);
     free(script);
     if (rc == 0) {
-        const char *w = last_line(out);
+        const char *w = melt_last_line(out);
         if (w[0] != '/')
             rc = melt_errorf(err, MELT_EIO, "device '%s' (ssh %s): unexpected work folder '%s'",
                              s->name, s->host, w);
@@ -308,41 +290,25 @@ static int ssh_open(const melt_exp_device *dev, void **state, melt_error *err)
 
 /* Available bytes from the last line of `df -Pk` output; false when it
  * cannot be read (then no check is made). */
-static bool parse_df(char *text, uint64_t *bytes)
-{
-    const char *line = last_line(text);
-    uint64_t kib = 0;
-    if (sscanf(line, "%*s %*s %*s %" SCNu64, &kib) != 1)
-        return false;
-    *bytes = kib * 1024u;
-    return true;
-}
 
 static int ssh_free_space(void *state, const char *dir, uint64_t *bytes, melt_error *err)
 {
     ssh_state *s = state;
     char *q = dir ? melt_shell_quote(dir) : NULL;
-    char *cmd = concat("df -Pk -- ", q ? q : s->qworkdir, " | tail -n 1");
+    char *cmd = melt_concat3("df -Pk -- ", q ? q : s->qworkdir, " | tail -n 1");
     free(q);
     if (!cmd)
         return oom(err);
     char *out = NULL;
     int rc = ssh_call(s, "df", cmd, SSH_CALL_TIMEOUT_MS, &out, err);
     free(cmd);
-    if (rc == 0 && !parse_df(out, bytes))
+    if (rc == 0 && !melt_parse_df_free(out, bytes))
         rc = melt_errorf(err, MELT_EIO, "device '%s' (ssh %s): cannot read df's output '%s'",
                          s->name, s->host, out ? out : "");
     free(out);
     return rc;
 }
 
-static bool is_hex64(const char *p)
-{
-    for (int i = 0; i < 64; i++)
-        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
-            return false;
-    return p[64] == ' ';
-}
 
 static int ssh_push(void *state, const char *local_path, const char *remote_name,
                     char **remote_path, melt_error *err)
@@ -352,9 +318,9 @@ static int ssh_push(void *state, const char *local_path, const char *remote_name
     struct stat st;
     if (stat(local_path, &st) != 0)
         return melt_errorf(err, MELT_EIO, "%s: %s", local_path, strerror(errno));
-    char *path = concat(s->workdir, "/", remote_name);
+    char *path = melt_concat3(s->workdir, "/", remote_name);
     char *qname = melt_shell_quote(remote_name);
-    char *tmpname = concat(".", remote_name, ".melt-tmp");
+    char *tmpname = melt_concat3(".", remote_name, ".melt-tmp");
     char *qtmp = tmpname ? melt_shell_quote(tmpname) : NULL;
     char *cmd = NULL, *out = NULL, *copy = NULL;
     char **argv = NULL;
@@ -378,7 +344,7 @@ static int ssh_push(void *state, const char *local_path, const char *remote_name
     bool hashed = false;
     for (const char *l = out; l && *l;) {
         const char *h = *l == '\\' ? l + 1 : l;   /* sha256sum escapes odd names */
-        if (strlen(h) >= 65 && is_hex64(h)) {
+        if (strlen(h) >= 65 && melt_is_sha256_line(h)) {
             if (!hashed && (rc = melt_sha256_file(local_path, sha, err)) < 0)
                 goto done;
             hashed = true;
@@ -389,7 +355,7 @@ static int ssh_push(void *state, const char *local_path, const char *remote_name
         l = nl ? nl + 1 : "";
     }
     uint64_t avail = 0;
-    if (parse_df(out, &avail) && (uint64_t)st.st_size > avail) {
+    if (melt_parse_df_free(out, &avail) && (uint64_t)st.st_size > avail) {
         rc = melt_errorf(err, MELT_EIO,
                          "device '%s' (ssh %s): '%s' (%.1f MiB) does not fit in %s: "
                          "%.1f MiB free", s->name, s->host, local_path,
@@ -432,7 +398,7 @@ static int ssh_push(void *state, const char *local_path, const char *remote_name
     if (rc > 0)
         rc = melt_errorf(err, MELT_EIO, "device '%s' (ssh %s): copying '%s' to %s failed "
                          "(exit %d)%s%s", s->name, s->host, local_path, path, rc,
-                         e && *e ? ": " : "", last_line(e));
+                         e && *e ? ": " : "", melt_last_line(e));
     else if (rc < 0)
         melt_errorf(err, err->code, "device '%s' (ssh %s): copying '%s': %s", s->name, s->host,
                     local_path, err->msg);
@@ -476,7 +442,7 @@ static int ssh_spawn(void *state, char *const argv[], melt_proc *p, melt_error *
     ssh_state *s = state;
     char pidname[96];
     snprintf(pidname, sizeof pidname, "/.melt-pid.%ld.%u", (long)getpid(), s->n_spawn++);
-    char *pidfile = concat(s->workdir, pidname, "");
+    char *pidfile = melt_concat3(s->workdir, pidname, "");
     char *qpid = pidfile ? melt_shell_quote(pidfile) : NULL;
     char *args = melt_shell_join(argv);
     char *run = NULL, *kint = NULL, *kterm = NULL;

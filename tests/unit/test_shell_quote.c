@@ -94,9 +94,44 @@ static void sh_receives_hostile_values_literally(void **state)
     rmdir(dir);
 }
 
+static void df_output_gives_free_bytes(void **state)
+{
+    (void)state;
+    uint64_t b = 0;
+    char posix[] = "Filesystem 1024-blocks Used Available Capacity Mounted on\n"
+                   "/dev/vda 263174212 16777216 83886080 17% /\n";
+    assert_true(melt_parse_df_free(posix, &b));
+    assert_int_equal(b, 83886080ull * 1024u);
+    char android[] = "Filesystem Size Used Free Blksize\n/data 25.5G 10.1G 1.5G 4096\n\n";
+    assert_true(melt_parse_df_free(android, &b));
+    assert_int_equal(b, (uint64_t)(1.5 * 1073741824.0));
+    char junk[] = "df: /nope: No such file or directory\n";
+    assert_false(melt_parse_df_free(junk, &b));
+    char bad_suffix[] = "x 1 2 12Q 3\n";
+    assert_false(melt_parse_df_free(bad_suffix, &b));
+    assert_false(melt_parse_df_free(NULL, &b));
+}
+
+static void sha256_lines_and_last_lines_are_recognized(void **state)
+{
+    (void)state;
+    char text[] = "noise\n270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d  m.gguf \r\n";
+    const char *line = melt_last_line(text);
+    assert_true(melt_is_sha256_line(line));
+    assert_string_equal(line + 66, "m.gguf");
+    assert_false(melt_is_sha256_line("270CBA1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d  x"));
+    assert_false(melt_is_sha256_line("sha256sum: not found"));
+    assert_string_equal(melt_last_line(NULL), "");
+    char *c = melt_concat3("a", "/", "b");
+    assert_string_equal(c, "a/b");
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(df_output_gives_free_bytes),
+        cmocka_unit_test(sha256_lines_and_last_lines_are_recognized),
         cmocka_unit_test(quote_wraps_in_single_quotes),
         cmocka_unit_test(quote_escapes_single_quotes_as_close_escape_reopen),
         cmocka_unit_test(quote_of_empty_string_is_an_empty_word),
