@@ -431,7 +431,12 @@ static const char spawn_script[] =
     "\"$@\" \"$r\" </dev/null & p=$!\n"
     "while :; do\n"
     "  wait \"$p\"; s=$?\n"
-    "  [ \"$s\" -gt 128 ] && kill -0 \"$p\" 2>/dev/null && continue\n"
+    "  if [ \"$s\" -gt 128 ]; then\n"
+    /* a trapped signal ended the wait: go on waiting while adb/ssh runs;
+     * if the trap's own commands already reaped it, ask for its status */
+    "    kill -0 \"$p\" 2>/dev/null && continue\n"
+    "    wait \"$p\"; s=$?\n"
+    "  fi\n"
     "  break\n"
     "done\n"
     "[ \"$s\" -ne 255 ] || kill -HUP $$\n"
