@@ -79,6 +79,8 @@ static void usage(FILE *out)
           "                          repeatable\n"
           "      --probe-root DIR    read probe files below DIR (tests; default /)\n"
           "  -V, --version           print the version and exit\n"
+          "      --listen PORT [--bind ADDR] [--dir DIR]   (first flag) serve the host's\n"
+          "                          tcp transport (bind default 127.0.0.1)\n"
           "  -h, --help              show this help\n", out);
 }
 
@@ -828,8 +830,12 @@ fail:
     return rc;
 }
 
+/* agent/listen.c: melt-agent --listen PORT (the tcp transport's server). */
+int agent_listen(int argc, char **argv, int (*agent_main)(int argc, char **argv));
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--listen") == 0) return agent_listen(argc, argv, main);
     static run r;   /* large (the config holds probe names); lives for main */
     r.cfg.reps = 1;
     r.cfg.n_predict = 128;

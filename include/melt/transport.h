@@ -6,8 +6,9 @@
  * (src/transport/registry.c). The runner never names a transport: it looks
  * the experiment's `transport:` kind up with melt_transport_find.
  *
- * Compiled in: `local` (this machine), `ssh` (src/transport/ssh.c) and
- * `adb` (src/transport/adb.c); tcp comes next and fills the same struct.
+ * Compiled in: `local` (this machine), `ssh` (src/transport/ssh.c), `adb`
+ * (src/transport/adb.c) and `tcp` (src/transport/tcp.c, to an agent run
+ * with --listen).
  *
  * Ownership: open() returns a state the transport owns until close();
  * push() returns a malloc'd remote path the caller frees; spawn() fills a

@@ -987,7 +987,7 @@ int melt_runner_run(const melt_experiment *e, const melt_runner_params *p,
         if (!melt_transport_find(kind)) {
             melt_errorf(err, MELT_EUNSUPPORTED,
                         "device '%s': transport '%s' is not supported yet (this melt runs "
-                        "local, ssh and adb devices)", e->devices[i].name, kind);
+                        "local, ssh, adb and tcp devices)", e->devices[i].name, kind);
             return MELT_RUN_EXIT_ERROR;
         }
     }

@@ -7,11 +7,13 @@
 extern const melt_transport_ops melt_transport_local;
 extern const melt_transport_ops melt_transport_ssh;
 extern const melt_transport_ops melt_transport_adb;
+extern const melt_transport_ops melt_transport_tcp;
 
 const melt_transport_ops *const melt_transport_registry[] = {
     &melt_transport_local,
     &melt_transport_ssh,
     &melt_transport_adb,
+    &melt_transport_tcp,
     NULL,
 };
 

@@ -157,12 +157,6 @@ if [ $have_sqlite = 1 ]; then
         "$(q "$DB5" "select count(*) from events where kind='error' and msg = 'agent exit 1; stderr: details on stderr'")" 6
 fi
 
-# ---- an unsupported transport ----------------------------------------------
-sed 's/^engines:/devices:\n  - {name: board, transport: tcp, host: 127.0.0.1, port: 9}\nengines:/' \
-    "$T/tiny.yaml" >"$T/tcp.yaml"
-check_exit "tcp_not_supported_yet" 1 "$MELT" run "$T/tcp.yaml" --db "$T/s.db"
-expect "tcp_not_supported_message" "$T/err" "transport 'tcp' is not supported yet"
-
 # ---- cool-down on a fake device tree (zones at 52 C): waits, then goes on --
 sed -e 's/^cooldown:.*/cooldown: {max_temp_c: 40, min_wait_s: 0, max_wait_s: 0.4}/' \
     -e '/^probes:/,$d' -e 's/threads: \[1, 2\]/threads: 1/' "$T/tiny.yaml" >"$T/hot.yaml"
