@@ -98,7 +98,6 @@ static int rewrap(melt_error *err, const char *fmt1, const char *a, const char *
     return melt_errorf(err, err->code, "%s: %s", prefix, m);
 }
 
-
 /* Drop every '\r' that precedes a '\n' (older adb runs commands on a pty). */
 static void strip_cr(char *t)
 {
@@ -110,7 +109,6 @@ static void strip_cr(char *t)
             *w++ = *r;
     *w = '\0';
 }
-
 
 /* adb [-s SERIAL] a1 [a2 [a3 [a4]]]: run with stdin /dev/null. */
 static int adb_run(const adb_state *s, bool with_serial, const char *a1, const char *a2,
@@ -494,7 +492,6 @@ static int adb_free_space(void *state, const char *dir, uint64_t *bytes, melt_er
     free(out);
     return rc;
 }
-
 
 static int adb_push(void *state, const char *local_path, const char *remote_name,
                     char **remote_path, melt_error *err)

@@ -154,7 +154,6 @@ static int ssh_call(ssh_state *s, const char *what, const char *cmd, int timeout
     return rc;
 }
 
-
 static void ssh_close(void *state)
 {
     ssh_state *s = state;
@@ -308,7 +307,6 @@ static int ssh_free_space(void *state, const char *dir, uint64_t *bytes, melt_er
     free(out);
     return rc;
 }
-
 
 static int ssh_push(void *state, const char *local_path, const char *remote_name,
                     char **remote_path, melt_error *err)
