@@ -3,7 +3,9 @@
 #   make test       install deps, build, run every test (last line: N passed, N failed)
 #   make run        install deps, build, run the quickstart on this machine
 #   make fuzz       fuzz every parser for FUZZ_SECONDS each (clang libFuzzer)
-#   make bench      every benchmark (probe, store, thread pool, agent/runner overhead)
+#   make bench      engine speed: melt bench on TinyLlama-shaped Q4_0/Q8_0/Q4_K_M, the
+#                   roofline fraction, and llama-bench beside it when LLAMA_BENCH is set
+#   make bench-all  every benchmark (engine, probe, store, thread pool, agent/runner overhead)
 #   make install PREFIX=/usr/local
 # Options: SANITIZE=address,undefined  WERROR=1  CC=clang  O=2
 
@@ -31,7 +33,7 @@ WARN   += -Werror
 endif
 CFLAGS  ?= -O$(O) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -Iinclude -Isrc -I$(BUILD)/gen
-LDLIBS  := -lm -ljansson -lyaml -lsqlite3 -pthread
+LDLIBS  := -lm -ljansson -lyaml -lsqlite3 -lmicrohttpd -pthread
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -91,14 +93,17 @@ $(BUILD)/melt-agent-static: $(AGENT_OBJ) $(BUILD)/libmelt.a
 # `make agent-aarch64`      $(BUILD)/aarch64/melt-agent, static, aarch64-linux-gnu-gcc
 # `make agent-x86_64-static` $(BUILD)/x86_64/melt-agent, static, x86-64
 # Each is a separate object tree ($(BUILD)/ARCH/obj) built from AGENT_LIB_SRC:
-# the library folders the agent draws on (core, model, engine, probes) plus
-# the two runner files it shares with the host (event.c, plan.c); the host
+# the library folders the agent draws on (core, model, engine, probes,
+# backends) plus the two runner files it shares with the host (event.c,
+# plan.c); the host
 # side (cli, store, report, runner, transport, eval) and model/info.c need
 # jansson, libyaml or sqlite and are left out, so a cross build needs nothing
 # but the target's libc. The archive lets the linker take only what the agent
-# references. -DMELT_PROBE_NO_DLOPEN: no dlopen (NVML) in a static binary.
+# references. -DMELT_PROBE_NO_DLOPEN: no dlopen (NVML) in a static binary;
+# -DMELT_HTTP_NO_GETADDRINFO: backends' URLs take IP addresses (glibc's
+# resolver cannot be linked statically without a warning).
 # `*-stripped` copies next to each are what you copy to a device.
-AGENT_LIB_SRC := $(filter src/core/% src/model/% src/engine/% src/probes/% \
+AGENT_LIB_SRC := $(filter src/core/% src/model/% src/engine/% src/probes/% src/backends/% \
                    src/runner/event.c src/runner/plan.c, \
                    $(filter-out src/model/info.c, $(LIB_SRC)))
 AARCH64_CC    ?= aarch64-linux-gnu-gcc
@@ -108,7 +113,7 @@ X86_64_CC     ?= x86_64-linux-gnu-gcc
 X86_64_STRIP  ?= strip
 X86_64_AR     ?= ar
 AGENT_X_CFLAGS := -O$(O) -g -std=c11 -D_GNU_SOURCE -pthread $(WARN) \
-                  -DMELT_PROBE_NO_DLOPEN -Iinclude -Isrc -I$(BUILD)/gen
+                  -DMELT_PROBE_NO_DLOPEN -DMELT_HTTP_NO_GETADDRINFO -Iinclude -Isrc -I$(BUILD)/gen
 
 # agent_tree ARCH CC STRIP AR: objects, archive, static agent and stripped copy
 # under $(BUILD)/ARCH.
@@ -135,6 +140,21 @@ agent-x86_64-static: $(BUILD)/x86_64/melt-agent $(BUILD)/x86_64/melt-agent-strip
 -include $(shell find $(BUILD)/aarch64/obj $(BUILD)/x86_64/obj -name '*.d' 2>/dev/null)
 # ---- end of static agents ---------------------------------------------------
 
+# ---- Kernel families across architectures (docs/engine.md, neon) ----------
+# `make kernels-cross-aarch64`: tests/cross/test_kernels_cross.c linked
+# static against the aarch64 agent library, run under qemu-aarch64-static
+# by tests/integration/test_neon.sh; `make kernels-cross-native`: the same
+# program for this machine (outside $(BUILD)/tests: it is not cmocka).
+$(BUILD)/aarch64/tests/test_kernels_cross: tests/cross/test_kernels_cross.c $(BUILD)/aarch64/libmelt-agent.a
+	@mkdir -p $(@D)
+	$(AARCH64_CC) $(AGENT_X_CFLAGS) -static -o $@ $< $(BUILD)/aarch64/libmelt-agent.a $(AGENT_LDLIBS)
+$(BUILD)/cross/test_kernels_cross: tests/cross/test_kernels_cross.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
+.PHONY: kernels-cross-aarch64 kernels-cross-native
+kernels-cross-aarch64: $(BUILD)/aarch64/tests/test_kernels_cross
+kernels-cross-native: $(BUILD)/cross/test_kernels_cross
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c tests/unit/testutil.h $(BUILD)/libmelt.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS) -lcmocka
@@ -145,7 +165,23 @@ $(BUILD)/tests/replay_fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(BUI
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/replay_main.c $(BUILD)/libmelt.a $(LDLIBS)
 
-unit-bins: $(UNIT_BIN) $(REPLAY_BIN)
+# Programs the integration tests drive (tests/tools/NAME.c -> $(BUILD)/tests/NAME),
+# e.g. serve_load, the 1000-connection load test of `melt serve`.
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
+$(TOOL_BIN): $(BUILD)/tests/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+# Drivers linked with libmelt.a (tests/drivers/NAME.c -> $(BUILD)/tests/NAME),
+# e.g. backend_client: one request through a backend's ops.
+DRIVER_SRC := $(sort $(wildcard tests/drivers/*.c))
+DRIVER_BIN := $(DRIVER_SRC:tests/drivers/%.c=$(BUILD)/tests/%)
+$(DRIVER_BIN): $(BUILD)/tests/%: tests/drivers/%.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
+
+unit-bins: $(UNIT_BIN) $(REPLAY_BIN) $(TOOL_BIN) $(DRIVER_BIN)
 
 test: deps
 	@$(MAKE) --no-print-directory all unit-bins
@@ -204,8 +240,14 @@ install: all
 
 # Every benchmark, each printing its figures and ratios measured in the same
 # run (never asserted in tests: these machines are shared and noisy).
-.PHONY: bench bench-runner bench-agent
-bench: all bench-probes bench-store bench-pool bench-runner bench-agent
+.PHONY: bench bench-all bench-engine bench-runner bench-agent
+bench: bench-engine
+bench-all: all bench-engine bench-probes bench-store bench-pool bench-runner bench-agent
+# Engine speed (bench/engine.sh, docs/bench.md): models made once under
+# build/bench-models; env LLAMA_BENCH=path/llama-bench (bench/llamacpp.sh
+# builds one) adds llama.cpp on the same files, BENCH_QUICK=1 a short run.
+bench-engine: all
+	bench/engine.sh $(BUILD)
 bench-runner: all
 	bench/runner_overhead.sh $(BUILD)
 bench-agent: all
@@ -240,6 +282,16 @@ POOL_BENCH_THREADS ?= 2
 bench-pool: $(BUILD)/bench/threadpool_dispatch
 	$(BUILD)/bench/threadpool_dispatch $(POOL_BENCH_DISPATCHES) $(POOL_BENCH_THREADS)
 $(BUILD)/bench/threadpool_dispatch: bench/threadpool_dispatch.c $(BUILD)/libmelt.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
+
+# One matmul per x86 kernel family in thread CPU time (bench/matmul_speed.c):
+# TinyLlama's FFN shape, one token and 64, per weight type.
+.PHONY: bench-kernels
+bench-kernels: $(BUILD)/bench/matmul_speed
+	for t in q4_0 q8_0 q4_K q6_K; do for n in 1 64; do \
+	    $(BUILD)/bench/matmul_speed $$t 2048 5632 $$n 3 || exit 1; done; done
+$(BUILD)/bench/matmul_speed: bench/matmul_speed.c $(BUILD)/libmelt.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmelt.a $(LDLIBS)
 

@@ -34,4 +34,9 @@ melt_event agent_event(enum melt_event_kind k, int64_t t_ns);
  * CPU features, online CPUs. */
 void agent_hello_details(melt_event *ev);
 
+/* Modes chosen by the first flag (main dispatches): --echo (agent/echo.c),
+ * --describe (agent/describe.c). Each returns the exit status. */
+int agent_echo(int argc, char **argv);
+int agent_describe(int argc, char **argv);
+
 #endif

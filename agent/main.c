@@ -5,8 +5,15 @@
  *   then per repetition: request, phase prefill, first_token, phase decode,
  *   token..., end, engine figures; finally bye.
  *
- * Links the builtin engine and the probes from libmelt.a and nothing beyond
- * libc, libm and pthreads, so it can be built static for a phone or board.
+ * Every workload runs through a backend (include/melt/backend.h): the
+ * builtin engine by default, or llama.cpp, MLC or an OpenAI-compatible
+ * server (--backend). The agent builds the requests (exact synthetic
+ * token ids, text prompts, conversations whose history it keeps) and
+ * turns what the backend reports into the lines; the backend's own
+ * figures are written after each end line with its name in "engine".
+ *
+ * Links libmelt.a's engine, backends and probes and nothing beyond libc,
+ * libm and pthreads, so it can be built static for a phone or board.
  * Exit status: 0 ok, 1 error (an error line says why), 2 usage, 130
  * interrupted (SIGINT/SIGTERM: the current token is finished, its request
  * ends with reason "caller").
@@ -22,10 +29,9 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "melt/backend.h"
 #include "melt/chat.h"
-#include "melt/engine.h"
 #include "melt/plan.h"
-#include "melt/generate.h"
 #include "melt/probe.h"
 #include "melt/sampler.h"
 #include "melt/tokenizer.h"
@@ -33,6 +39,8 @@
 
 #define AGENT_PROTO 1
 #define MAX_PROBES 16
+#define MAX_SERVER_ARGS 64
+#define MAX_FIGURES 64
 
 /* Set by the SIGINT/SIGTERM handler; the only state outside main's frame
  * (a signal handler can reach nothing else). */
@@ -47,14 +55,18 @@ static void usage(FILE *out)
 {
     fputs("usage: melt-agent -m FILE (--synthetic PP,TG | --prompt TEXT [-n N] [--ignore-eos]\n"
           "                  | --plan FILE [--chat-template NAME])\n"
+          "                  [--backend NAME [--backend-mode server|cli] [--binary PATH]\n"
+          "                   [--url URL] [--api-key-env NAME] [--server-arg ARG]... [--port N]]\n"
           "                  [-t N] [-c N] [-b N] [--kv-type f16|f32] [sampling flags]\n"
           "                  [--reps N] [--warmup N] [--idle-ms N] [--probe NAME[:HZ]]...\n"
-          "Run one benchmark cell with the builtin engine and write its events as JSON\n"
-          "lines to stdout (docs/agent-protocol.md). Exit 0 ok, 1 error, 2 usage,\n"
-          "130 interrupted.\n\n"
-          "  -m, --model FILE        GGUF model\n"
+          "Run one benchmark cell and write its events as JSON lines to stdout\n"
+          "(docs/agent-protocol.md). Exit 0 ok, 1 error, 2 usage, 130 interrupted.\n\n"
+          "  -m, --model FILE        GGUF model (openai, mlc: the served model's name,\n"
+          "                          optional for openai)\n"
           "      --synthetic PP,TG   a prompt of exactly PP tokens, exactly TG generated\n"
-          "                          (end of generation ignored), as llama-bench pp/tg\n"
+          "                          (end of generation ignored), as llama-bench pp/tg; a\n"
+          "                          backend that takes no token ids gets a text of about\n"
+          "                          PP tokens (engine figure synthetic_text_tokens)\n"
           "      --prompt TEXT       a text prompt (BOS where the vocab asks)\n"
           "      --plan FILE         a workload plan from the host (melt/plan.h; - for\n"
           "                          stdin): synthetic, prompts, or conversations run\n"
@@ -62,6 +74,15 @@ static void usage(FILE *out)
           "      --chat-template T   template for conversations (default: the model's)\n"
           "  -n, --n-predict N       with --prompt: most tokens to generate (default 128)\n"
           "      --ignore-eos        with --prompt: do not stop at end of generation\n"
+          "      --backend NAME      the engine under test: builtin (default), llamacpp,\n"
+          "                          mlc, openai (docs/backends.md)\n"
+          "      --backend-mode M    llamacpp: server (default: llama-server over HTTP)\n"
+          "                          or cli (llama-completion, timings from its stderr)\n"
+          "      --binary PATH       the server / cli program (default: found on PATH)\n"
+          "      --url URL           openai: the endpoint, e.g. http://10.0.0.2:8080/v1\n"
+          "      --api-key-env NAME  openai: the environment variable holding the key\n"
+          "      --server-arg ARG    one more argument for the server / cli; repeatable\n"
+          "      --port N            llamacpp/mlc server port (default: a free one)\n"
           "  -t, --threads N         threads (default: all cores)\n"
           "  -c, --ctx N             context size (default: --synthetic PP+TG, else the\n"
           "                          model's, at most 4096)\n"
@@ -122,20 +143,61 @@ typedef struct agent_cfg {
     bool ignore_eos;
     int reps, warmup;
     long idle_ms;
-    melt_context_params cp;
+    int n_threads, n_ctx, n_batch;   /* 0: the backend's default */
+    const char *kv_type;        /* NULL: the backend's default */
     bool ctx_given;
     melt_sampler_params sp;
     melt_probe_spec probes[MAX_PROBES];
     char probe_names[MAX_PROBES][64];
     size_t n_probes;
     const char *probe_root;
+    const char *backend;        /* --backend (default builtin) */
+    const char *mode, *binary, *url, *api_key_env;
+    const char *server_args[MAX_SERVER_ARGS];
+    int n_server_args;
+    int port;
 } agent_cfg;
 
 enum {
     OPT_SYNTH = 256, OPT_IGNORE_EOS, OPT_KV, OPT_TEMP, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P,
     OPT_REP_PEN, OPT_REP_N, OPT_SEED, OPT_REPS, OPT_WARMUP, OPT_IDLE, OPT_PROBE,
-    OPT_PROBE_ROOT, OPT_PLAN, OPT_CHAT_TEMPLATE,
+    OPT_PROBE_ROOT, OPT_PLAN, OPT_CHAT_TEMPLATE, OPT_BACKEND, OPT_MODE, OPT_BINARY, OPT_URL,
+    OPT_KEY_ENV, OPT_SERVER_ARG, OPT_PORT,
 };
+
+/* The backend flags (--backend ...); 0 when o is not one, 2 on a usage error. */
+static int parse_backend_opt(int o, const char *a, agent_cfg *c, int *handled)
+{
+    long v;
+    *handled = 1;
+    switch (o) {
+    case OPT_BACKEND:
+        if (!melt_backend_find(a))
+            return usage_error("unknown backend '%s' (one of builtin, llamacpp, mlc, openai)", a);
+        c->backend = a;
+        break;
+    case OPT_MODE:
+        if (strcmp(a, "server") != 0 && strcmp(a, "cli") != 0)
+            return usage_error("--backend-mode is server or cli, got '%s'", a);
+        c->mode = a;
+        break;
+    case OPT_BINARY: c->binary = a; break;
+    case OPT_URL: c->url = a; break;
+    case OPT_KEY_ENV: c->api_key_env = a; break;
+    case OPT_SERVER_ARG:
+        if (c->n_server_args == MAX_SERVER_ARGS)
+            return usage_error("at most 64 --server-arg flags (at '%s')", a);
+        c->server_args[c->n_server_args++] = a;
+        break;
+    case OPT_PORT:
+        if (!parse_long(a, 1, 65535, &v)) return usage_error("--port needs 1..65535, got '%s'", a);
+        c->port = (int)v;
+        break;
+    default:
+        *handled = 0;
+    }
+    return 0;
+}
 
 /* 0 ok, 2 usage error, -1: --help/--version done (exit 0). */
 static int parse_args(int argc, char **argv, agent_cfg *c)
@@ -164,6 +226,13 @@ static int parse_args(int argc, char **argv, agent_cfg *c)
         {"probe-root", required_argument, NULL, OPT_PROBE_ROOT},
         {"plan", required_argument, NULL, OPT_PLAN},
         {"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"backend-mode", required_argument, NULL, OPT_MODE},
+        {"binary", required_argument, NULL, OPT_BINARY},
+        {"url", required_argument, NULL, OPT_URL},
+        {"api-key-env", required_argument, NULL, OPT_KEY_ENV},
+        {"server-arg", required_argument, NULL, OPT_SERVER_ARG},
+        {"port", required_argument, NULL, OPT_PORT},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -173,6 +242,10 @@ static int parse_args(int argc, char **argv, agent_cfg *c)
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":m:p:n:t:c:b:Vh", opts, NULL)) != -1) {
         const char *a = optarg;
+        int handled;
+        const int brc = parse_backend_opt(o, a, c, &handled);
+        if (brc) return brc;
+        if (handled) continue;
         switch (o) {
         case 'm': c->model = a; break;
         case 'p': c->prompt = a; break;
@@ -195,21 +268,21 @@ static int parse_args(int argc, char **argv, agent_cfg *c)
         case OPT_IGNORE_EOS: c->ignore_eos = true; break;
         case 't':
             if (!parse_long(a, 1, 1L << 16, &v)) return usage_error("-t needs an integer >= 1, got '%s'", a);
-            c->cp.n_threads = (int)v;
+            c->n_threads = (int)v;
             break;
         case 'c':
             if (!parse_long(a, 1, 1L << 24, &v)) return usage_error("-c needs an integer >= 1, got '%s'", a);
-            c->cp.n_ctx = (int)v;
+            c->n_ctx = (int)v;
             c->ctx_given = true;
             break;
         case 'b':
             if (!parse_long(a, 1, 1L << 24, &v)) return usage_error("-b needs an integer >= 1, got '%s'", a);
-            c->cp.n_batch = (int)v;
+            c->n_batch = (int)v;
             break;
         case OPT_KV:
-            if (!strcmp(a, "f16")) c->cp.kv_type = MELT_KV_F16;
-            else if (!strcmp(a, "f32")) c->cp.kv_type = MELT_KV_F32;
-            else return usage_error("--kv-type is f16 or f32, got '%s'", a);
+            if (strcmp(a, "f16") != 0 && strcmp(a, "f32") != 0)
+                return usage_error("--kv-type is f16 or f32, got '%s'", a);
+            c->kv_type = a;
             break;
         case OPT_TEMP:
             if (!parse_float(a, &c->sp.temperature)) return usage_error("bad value '%s' for --temp", a);
@@ -285,27 +358,51 @@ static int parse_args(int argc, char **argv, agent_cfg *c)
         }
     }
     if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
-    if (!c->model) return usage_error("%s", "missing -m FILE");
+    /* an OpenAI endpoint serves its own model: -m only picks one by name */
+    if (!c->model && strcmp(c->backend, "openai") != 0) return usage_error("%s", "missing -m FILE");
     if ((c->prompt != NULL) + (c->pp != 0) + (c->plan_path != NULL) != 1)
         return usage_error("%s", "give one workload: --synthetic PP,TG, --prompt TEXT or --plan FILE");
-    if (c->pp && !c->ctx_given) c->cp.n_ctx = c->pp + c->tg;
+    if (c->pp && !c->ctx_given) c->n_ctx = c->pp + c->tg;
     return 0;
 }
 
 /* ---- the run ---- */
 
+/* A figure a backend reported, kept until its request's end line is out. */
+typedef struct figure {
+    char key[96];
+    char unit[16];
+    double value;
+} figure;
+
+/* The request being run: its lines are written as the backend reports. */
+typedef struct req_state {
+    struct run *r;
+    int req;
+    bool timed;             /* write lines (not warm-up) */
+    bool started;           /* request line written */
+    int64_t t0;             /* when the agent called the backend */
+    int64_t t_last;         /* latest time written for this request */
+    int n_prompt;           /* the agent's own prompt count (-1 unknown) */
+    int n_tok;              /* token lines written */
+    figure figs[MAX_FIGURES];
+    int n_figs;
+} req_state;
+
 typedef struct run {
     agent_out out;
     agent_cfg cfg;
-    melt_model *model;
-    melt_tokenizer *tok;
-    melt_context *ctx;
-    melt_sampler *smp;
+    const melt_backend_ops *ops;
+    melt_backend *b;
+    unsigned caps;
+    const melt_tokenizer *tok;   /* the backend's, or NULL */
+    int n_ctx;              /* from the backend's n_ctx figure; 0 unknown */
     melt_probe_set *probes;
-    melt_token *prompt;
+    melt_token *prompt;     /* exact prompt ids (synthetic, --prompt) */
     int n_prompt;
-    int req;                /* the current request */
-    int timed;              /* callback writes token lines (not warm-up) */
+    char *text;             /* or a text prompt */
+    bool as_chat;           /* send text as one user message (chat-only backend) */
+    req_state q;
     int64_t emit_ns;        /* time spent writing lines inside generation */
     char absent[128];       /* probes not present on this device */
     sigset_t sigold;        /* the signal mask to restore once threads exist */
@@ -354,10 +451,17 @@ static void emit_figure(run *r, const char *who, int req, const char *key, doubl
     agent_emit(&r->out, &ev);
 }
 
-/* A figure of the builtin engine. */
-static void emit_engine(run *r, int req, const char *key, double value, const char *unit)
+/* Write the figures kept for req (-1: those of loading) under the
+ * backend's name. */
+static void flush_figures(run *r, int req)
 {
-    emit_figure(r, "builtin", req, key, value, unit);
+    for (int i = 0; i < r->q.n_figs; i++) {
+        const figure *f = &r->q.figs[i];
+        if (req < 0 && strcmp(f->key, "n_ctx") == 0 && f->value >= 1 && f->value < 1e9)
+            r->n_ctx = (int)f->value;
+        emit_figure(r, r->ops->name, req, f->key, f->value, f->unit);
+    }
+    r->q.n_figs = 0;
 }
 
 static void on_sample(void *ctx, const melt_event *ev)
@@ -365,31 +469,80 @@ static void on_sample(void *ctx, const melt_event *ev)
     agent_emit(ctx, ev);
 }
 
-/* The hot path: one token line per token, formatted on the stack. */
-static int on_token(const melt_gen_token *t, void *user)
+/* ---- the sink: backend reports become lines ---- */
+
+static void sink_figure(void *ctx, const char *key, double value, const char *unit)
 {
-    run *r = user;
-    if (t->id == MELT_TOKEN_NULL) return 0;    /* the UTF-8 flush: no token */
-    if (r->timed) {
+    req_state *q = ctx;
+    if (q->n_figs == MAX_FIGURES || !isfinite(value)) return;
+    figure *f = &q->figs[q->n_figs++];
+    SET_TEXT(f->key, key ? key : "");
+    SET_TEXT(f->unit, unit ? unit : "");
+    f->value = value;
+}
+
+/* The request line and the prefill phase, once per request. */
+static void req_begin(req_state *q, int64_t t, int n_prompt)
+{
+    if (q->started || !q->timed) return;
+    q->started = true;
+    if (t < q->t0) t = q->t0;
+    q->t_last = t;
+    melt_event ev = agent_event(MELT_EV_REQUEST, t);
+    ev.req = q->req;
+    ev.id = n_prompt >= 0 ? n_prompt : q->n_prompt >= 0 ? q->n_prompt : 0;
+    agent_emit(&q->r->out, &ev);
+    emit_phase(q->r, "prefill", "begin", t);
+}
+
+static void sink_started(void *ctx, int64_t t_ns, int n_prompt)
+{
+    req_begin(ctx, t_ns, n_prompt);
+}
+
+/* The hot path: one token line per token, formatted on the stack. */
+static int sink_token(void *ctx, int64_t t_ns, int index, int32_t id, const char *text, size_t len)
+{
+    req_state *q = ctx;
+    run *r = q->r;
+    (void)index;
+    (void)text;
+    (void)len;
+    if (q->timed) {
         const int64_t t_in = agent_now_ns();
-        const int64_t tn = (int64_t)t->t_ns;
+        if (!q->started) req_begin(q, q->t0, -1);
+        const int64_t tn = t_ns < q->t_last ? q->t_last : t_ns;
+        q->t_last = tn;
         melt_event ev;
-        if (t->index == 0) {
+        if (q->n_tok == 0) {
             emit_phase(r, "prefill", "end", tn);
             ev = agent_event(MELT_EV_FIRST_TOKEN, tn);
-            ev.req = r->req;
+            ev.req = q->req;
             agent_emit(&r->out, &ev);
             emit_phase(r, "decode", "begin", tn);
         }
         ev = agent_event(MELT_EV_TOKEN, tn);
-        ev.req = r->req;
-        ev.i = t->index;
-        ev.id = t->id;
+        ev.req = q->req;
+        ev.i = q->n_tok++;
+        ev.id = id >= 0 ? id : -1;   /* -1: text only, the line has no id */
         agent_emit(&r->out, &ev);
         r->emit_ns += agent_now_ns() - t_in;
     }
     return g_signal || r->out.failed;
 }
+
+static melt_backend_sink make_sink(run *r)
+{
+    melt_backend_sink s;
+    memset(&s, 0, sizeof s);
+    s.ctx = &r->q;
+    s.token = sink_token;
+    s.figure = sink_figure;
+    s.started = sink_started;
+    return s;
+}
+
+/* ---- prompts ---- */
 
 /* A synthetic prompt of exactly n tokens: BOS when the vocab adds one, then
  * ordinary tokens picked by a fixed xorshift sequence (seeded). */
@@ -417,18 +570,98 @@ static int synthetic_prompt(run *r, int n, melt_error *err)
     return 0;
 }
 
+/* n words of common English, each one token in most vocabularies. */
+static char *word_text(int n)
+{
+    static const char *const words[] = {
+        "the", "of", "and", "to", "in", "a", "is", "that", "for", "it",
+        "as", "was", "with", "be", "by", "on", "not", "he", "this", "are",
+    };
+    const size_t n_words = sizeof words / sizeof words[0];
+    char *s = malloc((size_t)n * 6 + 1);
+    if (!s) return NULL;
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        const char *w = words[(size_t)i % n_words];
+        if (i) s[len++] = ' ';
+        memcpy(s + len, w, strlen(w));
+        len += strlen(w);
+    }
+    s[len] = '\0';
+    return s;
+}
+
+/* For a backend that takes no token ids: a text of about n tokens. With a
+ * tokenizer (the same vocab as the engine's) the word count is adjusted
+ * until the text is exactly n tokens, BOS included. */
+static int synthetic_text(run *r, int n, melt_error *err)
+{
+    int words = n > 1 ? n - 1 : 1, got = -1;
+    /* a few jumps by the difference, then single words (a word may be
+     * several tokens: the nearest count is kept when n cannot be hit) */
+    for (int round = 0; round < 40; round++) {
+        free(r->text);
+        if (!(r->text = word_text(words)))
+            return melt_errorf(err, MELT_ENOMEM, "out of memory for a %d-token prompt", n);
+        if (!r->tok) break;
+        melt_token *ids = NULL;
+        size_t n_ids = 0;
+        if (melt_tokenize(r->tok, r->text, strlen(r->text), MELT_TOKENIZE_ADD_SPECIAL, &ids, &n_ids,
+                          err) < 0)
+            return err->code;
+        free(ids);
+        got = (int)n_ids;
+        const int step = round < 8 ? n - got : got < n ? 1 : -1;
+        if (got == n || words + step < 1) break;
+        words += step;
+    }
+    r->n_prompt = got >= 0 ? got : n;
+    return 0;
+}
+
+/* --prompt: exact ids when the backend takes them and has a tokenizer, so
+ * the prompt is tokenized once; else the text. */
 static int text_prompt(run *r, melt_error *err)
 {
+    if (!(r->caps & MELT_BACKEND_TOKENS) || !r->tok) {
+        if (!(r->text = strdup(r->cfg.prompt))) return melt_errorf(err, MELT_ENOMEM, "out of memory");
+        r->n_prompt = -1;
+        return 0;
+    }
     size_t n = 0;
     if (melt_tokenize(r->tok, r->cfg.prompt, strlen(r->cfg.prompt),
                       MELT_TOKENIZE_ADD_SPECIAL | MELT_TOKENIZE_PARSE_SPECIAL, &r->prompt, &n, err) < 0)
         return err->code;
     if (n == 0) return melt_errorf(err, MELT_EINVAL, "the prompt is empty (no tokens)");
-    if (n > (size_t)melt_context_n_ctx(r->ctx))
+    if (r->n_ctx && n > (size_t)r->n_ctx)
         return melt_errorf(err, MELT_EINVAL, "context overflow: the prompt has %zu tokens, the context holds %d (use -c)",
-                           n, melt_context_n_ctx(r->ctx));
+                           n, r->n_ctx);
     r->n_prompt = (int)n;
     return 0;
+}
+
+/* The request for synthetic and --prompt workloads. */
+static melt_backend_request single_request(run *r, const melt_chat_msg *msg)
+{
+    melt_backend_request rq;
+    memset(&rq, 0, sizeof rq);
+    if (r->prompt) {
+        rq.tokens = r->prompt;
+        rq.n_tokens = r->n_prompt;
+    } else if (r->as_chat) {
+        rq.messages = msg;
+        rq.n_messages = 1;
+    } else {
+        rq.prompt = r->text;
+    }
+    if (r->cfg.pp) {
+        rq.n_predict = r->cfg.tg;
+        rq.ignore_eos = true;
+    } else {
+        rq.n_predict = r->cfg.n_predict;
+        rq.ignore_eos = r->cfg.ignore_eos;
+    }
+    return rq;
 }
 
 static void probe_notice(void *ctx, const char *probe, int code, const char *msg)
@@ -482,42 +715,67 @@ static void idle_sleep(long ms)
     }
 }
 
-/* One timed request: prompt[0..n) decoded at pos (the positions before it
- * are the KV cache's, for a conversation's later turns), then generation.
- * *gen receives the generated ids when gen is non-NULL. Returns 0, 1 when
- * interrupted, or a negative code (error and end lines written). */
-static int one_request(run *r, int req, const melt_token *prompt, int n, int pos,
-                       const melt_generate_params *gp, melt_token **gen, melt_generate_stats *st,
-                       melt_error *err)
+/* One timed request through the backend. n_prompt: the agent's own count
+ * of the prompt's tokens (-1 unknown), written in the request line unless
+ * the backend says how many it decoded. res->reply is the answer (the
+ * caller frees it with melt_backend_result_free). Returns 0, 1 when
+ * interrupted, or a negative code (error and end lines written; a request
+ * that never started has only its error line). A stream that was cut (the
+ * server went away) ends with reason "lost" and is an error: the runner
+ * marks the trial lost. */
+static int one_request(run *r, int req, const melt_backend_request *rq, int n_prompt,
+                       melt_backend_result *res, melt_error *err)
 {
-    r->req = req;
-    r->timed = 1;
+    req_state *q = &r->q;
+    q->r = r;
+    q->req = req;
+    q->timed = true;
+    q->started = false;
+    q->n_prompt = n_prompt;
+    q->n_tok = 0;
+    q->n_figs = 0;
     r->emit_ns = 0;
-    const int64_t t0 = agent_now_ns();
-    melt_event ev = agent_event(MELT_EV_REQUEST, t0);
+    memset(res, 0, sizeof *res);
+    res->n_prompt = -1;
+    const melt_backend_sink sink = make_sink(r);
+    q->t0 = q->t_last = agent_now_ns();
+    int rc = r->ops->request(r->b, rq, &sink, res, err);
+    if (rc < 0 && !q->started) {   /* nothing started: say why, no request lines */
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "request %d: %.480s", req, err->msg);
+        emit_error(r, req, m);
+        q->n_figs = 0;
+        return rc;
+    }
+    if (!q->started) {   /* no token came and the backend never said when it began */
+        const int64_t t = res->t_request_ns > q->t0 ? res->t_request_ns : q->t0;
+        req_begin(q, t, res->n_prompt);
+    }
+    int64_t t1 = agent_now_ns();
+    if (t1 < q->t_last) t1 = q->t_last;
+    emit_phase(r, q->n_tok > 0 ? "decode" : "prefill", "end", t1);
+    const bool lost = rc == 0 && res->end == MELT_BACKEND_END_LOST;
+    if (lost)
+        rc = melt_errorf(err, MELT_EIO, "request %d: %s: the engine's stream was cut after %d tokens (lost)",
+                         req, r->ops->name, q->n_tok);
+    if (rc < 0) {
+        emit_error(r, req, err->msg);
+        t1 = agent_now_ns();   /* lines keep time order: end after its error */
+    }
+    melt_event ev = agent_event(MELT_EV_END, t1);
     ev.req = req;
-    ev.id = n;
+    ev.id = q->n_tok;
+    SET_TEXT(ev.key, lost ? "lost" : rc < 0 ? "error" : melt_backend_end_name(res->end));
     agent_emit(&r->out, &ev);
-    emit_phase(r, "prefill", "begin", t0);
-    const int rc = melt_generate(r->ctx, r->tok, r->smp, prompt, n, pos, gp, on_token, r, gen, st, err);
-    const int64_t t1 = agent_now_ns();
-    emit_phase(r, st->n_gen > 0 ? "decode" : "prefill", "end", t1);
-    if (rc < 0) emit_error(r, req, err->msg);
-    ev = agent_event(MELT_EV_END, t1);
-    ev.req = req;
-    ev.id = st->n_gen;
-    SET_TEXT(ev.key, rc < 0 ? "error" : melt_stop_reason_name(st->stop));
-    agent_emit(&r->out, &ev);
-    if (rc < 0) return rc;
-    emit_engine(r, req, "prompt_ns", (double)st->prompt_ns, "ns");
-    emit_engine(r, req, "ttft_ns", (double)st->ttft_ns, "ns");
-    emit_engine(r, req, "gen_ns", (double)st->gen_ns, "ns");
-    emit_engine(r, req, "sample_ns", (double)st->sample_ns, "ns");
-    emit_engine(r, req, "prefill_tps", melt_generate_prompt_tps(st), "tok/s");
-    emit_engine(r, req, "decode_tps", melt_generate_decode_tps(st), "tok/s");
+    if (rc < 0 && !lost) {
+        q->n_figs = 0;
+        return rc;
+    }
+    flush_figures(r, req);
     /* the agent's own cost inside the token loop (formatting and writing) */
     emit_figure(r, "agent", req, "emit_ns", (double)r->emit_ns, "ns");
-    return st->stop == MELT_STOP_CALLER || g_signal || r->out.failed ? 1 : 0;
+    if (rc < 0) return rc;
+    return res->end == MELT_BACKEND_END_CALLER || g_signal || r->out.failed ? 1 : 0;
 }
 
 /* ---- plans (--plan): prompts and conversations ---- */
@@ -526,8 +784,6 @@ static int one_request(run *r, int req, const melt_token *prompt, int n, int pos
 typedef struct history {
     melt_chat_msg *msgs;
     size_t n, cap;
-    melt_token *cached;     /* the tokens in the KV cache, in order */
-    size_t n_cached;
 } history;
 
 static int history_push(history *h, const char *role, const char *text, melt_error *err)
@@ -551,114 +807,74 @@ static void history_clear(history *h)
 {
     for (size_t k = 0; k < h->n; k++) free((char *)h->msgs[k].content);
     h->n = 0;
-    h->n_cached = 0;
 }
 
-/* Drop the oldest exchange (user turn and its answer). */
-static void history_drop_oldest(history *h)
+/* One user turn of a conversation (chat: the whole history is sent, the
+ * backend reuses what it cached), or one prompt (as_text: the text as is).
+ * A backend without chat but with a --chat-template gets the history
+ * rendered as text. */
+static int plan_turn(run *r, history *h, bool as_text, const char *text, const melt_plan *plan,
+                     int req, melt_error *err)
 {
-    const size_t k = h->n >= 2 ? 2 : h->n;
-    for (size_t q = 0; q < k; q++) free((char *)h->msgs[q].content);
-    memmove(h->msgs, h->msgs + k, (h->n - k) * sizeof *h->msgs);
-    h->n -= k;
-}
-
-/* One user turn of a conversation, or one prompt (tmpl UNKNOWN: the text
- * as is). The history is rendered with the template; when it does not leave
- * room for the answer within the context limit, the oldest exchanges are
- * dropped. Tokens already in the KV cache (the longest common prefix) are
- * not decoded again, as a chat application would do: n_prompt in the
- * request line counts the tokens actually decoded. */
-static int plan_turn(run *r, history *h, enum melt_chat_template tmpl, const char *text, int limit,
-                     const melt_generate_params *gp, int req, melt_error *err)
-{
-    melt_token *ids = NULL, *gen = NULL;
-    size_t n_ids = 0;
-    const int room = gp->n_predict > 0 ? gp->n_predict : 0;
+    melt_backend_request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.n_predict = plan->max_gen_tokens;
+    rq.ignore_eos = plan->ignore_eos;
+    rq.max_context_tokens = plan->max_context_tokens;
     int rc = history_push(h, "user", text, err);
-    while (rc == 0) {
-        char *rendered = NULL;
-        if (tmpl == MELT_CHAT_UNKNOWN) {
-            rendered = strdup(text);
-            if (!rendered) rc = melt_errorf(err, MELT_ENOMEM, "out of memory for a prompt");
-        } else {
-            rc = melt_chat_render(tmpl, h->msgs, h->n, true, &rendered, err);
-        }
-        if (rc < 0) break;
-        free(ids);
-        ids = NULL;
-        rc = melt_tokenize(r->tok, rendered, strlen(rendered),
-                           MELT_TOKENIZE_ADD_SPECIAL | MELT_TOKENIZE_PARSE_SPECIAL, &ids, &n_ids, err);
-        free(rendered);
-        if (rc < 0 || n_ids + (size_t)room <= (size_t)limit || h->n <= 1) break;
-        history_drop_oldest(h);
-        h->n_cached = 0;   /* the prefix changed */
+    char *rendered = NULL;
+    if (rc == 0 && as_text && (r->caps & MELT_BACKEND_TEXT)) {
+        rq.prompt = text;
+    } else if (rc == 0 && !as_text && !(r->caps & MELT_BACKEND_CHAT)) {
+        enum melt_chat_template t = MELT_CHAT_UNKNOWN;
+        if (!r->cfg.chat_template || !melt_chat_template_parse(r->cfg.chat_template, &t))
+            rc = melt_errorf(err, MELT_EUNSUPPORTED,
+                             "backend %s%s%s takes no chat messages: name a template with "
+                             "--chat-template (%s) to send conversations as text",
+                             r->ops->name, r->cfg.mode ? " mode " : "", r->cfg.mode ? r->cfg.mode : "",
+                             melt_chat_template_names());
+        else if ((rc = melt_chat_render(t, h->msgs, h->n, true, &rendered, err)) == 0)
+            rq.prompt = rendered;
+    } else if (rc == 0) {   /* chat, or a prompt for a chat-only backend */
+        rq.messages = h->msgs;
+        rq.n_messages = h->n;
     }
-    if (rc == 0 && n_ids == 0)
-        rc = melt_errorf(err, MELT_EINVAL, "request %d: the prompt is empty (no tokens)", req);
-    if (rc == 0 && n_ids >= (size_t)melt_context_n_ctx(r->ctx))
-        rc = melt_errorf(err, MELT_EINVAL, "request %d: the prompt has %zu tokens, the context holds %d",
-                         req, n_ids, melt_context_n_ctx(r->ctx));
-    if (rc < 0) {   /* the request did not start: say why here */
-        emit_error(r, req, err->msg);
-        free(ids);
+    if (rc < 0) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "request %d: %.480s", req, err->msg);
+        emit_error(r, req, m);
         return rc;
     }
-    size_t k = 0;
-    while (k < h->n_cached && k < n_ids && h->cached[k] == ids[k]) k++;
-    if (k == n_ids) k--;   /* decode at least one token */
-    melt_generate_stats st;
-    rc = one_request(r, req, ids + k, (int)(n_ids - k), (int)k, gp, &gen, &st, err);
-    if (rc >= 0) {
-        /* the cache now holds the prompt, then the generated ids decoded */
-        const size_t n_past = (size_t)st.n_past;
-        melt_token *q = realloc(h->cached, (n_past ? n_past : 1) * sizeof *q);
-        char *reply = NULL;
-        size_t reply_len = 0;
-        int drc = -1;
-        if (q) {
-            h->cached = q;
-            for (size_t i = 0; i < n_past; i++) q[i] = i < n_ids ? ids[i] : gen[i - n_ids];
-            h->n_cached = n_past;
-            drc = melt_detokenize(r->tok, gen, (size_t)st.n_gen, 0, &reply, &reply_len, err);
-        }
-        if (drc < 0 || history_push(h, "assistant", reply ? reply : "", err) < 0) {
-            melt_errorf(err, MELT_ENOMEM, "out of memory for the conversation");
-            emit_error(r, req, err->msg);
-            rc = MELT_ENOMEM;
-        }
-        free(reply);
+    melt_backend_result res;
+    rc = one_request(r, req, &rq, -1, &res, err);
+    free(rendered);
+    if (rc >= 0 && history_push(h, "assistant", res.reply ? res.reply : "", err) < 0) {
+        emit_error(r, req, err->msg);
+        rc = MELT_ENOMEM;
     }
-    free(ids);
-    free(gen);
+    melt_backend_result_free(&res);
     return rc;
 }
 
 /* Every conversation of the plan, turn by turn; req counts on from *req. */
-static int run_plan(run *r, const melt_plan *plan, enum melt_chat_template tmpl, int *req, melt_error *err)
+static int run_plan(run *r, const melt_plan *plan, int *req, melt_error *err)
 {
-    melt_generate_params gp = melt_generate_default_params();
-    gp.n_predict = plan->max_gen_tokens;
-    gp.ignore_eos = plan->ignore_eos;
-    const int n_ctx = melt_context_n_ctx(r->ctx);
-    const int limit = plan->max_context_tokens > 0 && plan->max_context_tokens < n_ctx
-                          ? plan->max_context_tokens : n_ctx;
+    const bool prompts = plan->kind == MELT_PLAN_PROMPTS;
     history h = {0};
     int rc = 0;
     for (size_t c = 0; c < plan->n_convs && rc == 0; c++) {
         history_clear(&h);
-        melt_sampler_reset(r->smp);
+        r->ops->reset(r->b);
         for (size_t t = 0; t < plan->convs[c].n_turns && rc == 0; t++) {
-            if (plan->kind == MELT_PLAN_PROMPTS) {
+            if (prompts) {
                 history_clear(&h);
-                melt_sampler_reset(r->smp);
+                r->ops->reset(r->b);
             }
-            rc = plan_turn(r, &h, tmpl, plan->convs[c].turns[t], limit, &gp, (*req)++, err);
+            rc = plan_turn(r, &h, prompts, plan->convs[c].turns[t], plan, (*req)++, err);
         }
     }
     history_clear(&h);
     free(h.msgs);
-    free(h.cached);
     return rc;
 }
 
@@ -699,19 +915,85 @@ static int read_plan(const char *path, melt_plan **out, melt_error *err)
     return rc;
 }
 
-static int warmup(run *r, const melt_generate_params *gp, melt_error *err)
+/* Untimed requests before the first: only the warmup phase is written. */
+static int warmup(run *r, const melt_backend_request *rq, melt_error *err)
 {
     emit_phase(r, "warmup", "begin", agent_now_ns());
-    r->timed = 0;
+    const melt_backend_sink sink = make_sink(r);
+    r->q.r = r;
+    r->q.timed = false;
     int rc = 0;
     for (int w = 0; w < r->cfg.warmup && !g_signal && rc == 0; w++) {
-        melt_sampler_reset(r->smp);
-        melt_generate_stats st;
-        rc = melt_generate(r->ctx, r->tok, r->smp, r->prompt, r->n_prompt, 0, gp, on_token, r,
-                           NULL, &st, err);
+        melt_backend_result res;
+        memset(&res, 0, sizeof res);
+        rc = r->ops->request(r->b, rq, &sink, &res, err);
+        if (rc == 0 && res.end == MELT_BACKEND_END_LOST)
+            rc = melt_errorf(err, MELT_EIO, "warm-up: %s: the engine's stream was cut (lost)", r->ops->name);
+        melt_backend_result_free(&res);
+        r->q.n_figs = 0;
     }
     emit_phase(r, "warmup", "end", agent_now_ns());
     return rc;
+}
+
+/* Load the model / start the server: phase load, then the backend's load
+ * figures (n_threads, n_ctx, load_ms ...). */
+static int open_backend(run *r, melt_error *err)
+{
+    agent_cfg *c = &r->cfg;
+    melt_backend_params p = melt_backend_default_params();
+    p.model = c->model;
+    p.mode = c->mode;
+    p.binary = c->binary;
+    p.url = c->url;
+    p.api_key_env = c->api_key_env;
+    p.chat_template = c->chat_template;
+    p.extra_args = c->server_args;
+    p.n_extra_args = c->n_server_args;
+    p.n_threads = c->n_threads;
+    p.n_ctx = c->n_ctx;
+    p.n_batch = c->n_batch;
+    p.kv_type = c->kv_type;
+    p.sampling = c->sp;
+    p.port = c->port;
+    p.cancel = (const volatile int *)&g_signal;
+    r->q.r = r;
+    r->q.n_figs = 0;
+    const melt_backend_sink sink = make_sink(r);
+    emit_phase(r, "load", "begin", agent_now_ns());
+    int rc = r->ops->open(&p, &sink, &r->b, err);
+    emit_phase(r, "load", "end", agent_now_ns());
+    /* the engine's threads exist now: signals may come in (to this thread) */
+    pthread_sigmask(SIG_SETMASK, &r->sigold, NULL);
+    if (rc < 0) {
+        r->q.n_figs = 0;
+        return rc;
+    }
+    flush_figures(r, -1);
+    r->caps = r->ops->caps_of ? r->ops->caps_of(r->b) : r->ops->caps;
+    r->tok = r->ops->tokenizer ? r->ops->tokenizer(r->b) : NULL;
+    return 0;
+}
+
+/* The prompt of a synthetic or --prompt workload. */
+static int prepare_single(run *r, melt_error *err)
+{
+    agent_cfg *c = &r->cfg;
+    if (!c->pp) {
+        if (text_prompt(r, err) < 0) return err->code;
+        r->as_chat = r->text && !(r->caps & MELT_BACKEND_TEXT);
+        return 0;
+    }
+    if (r->n_ctx && c->pp + c->tg > r->n_ctx)
+        return melt_errorf(err, MELT_EINVAL, "--synthetic %d,%d needs a context of %d, -c is %d",
+                           c->pp, c->tg, c->pp + c->tg, r->n_ctx);
+    if ((r->caps & MELT_BACKEND_TOKENS) && r->tok) return synthetic_prompt(r, c->pp, err);
+    int rc = synthetic_text(r, c->pp, err);
+    if (rc < 0) return rc;
+    r->as_chat = !(r->caps & MELT_BACKEND_TEXT);
+    /* the prompt is text: say how long it was meant to be and how long it is */
+    emit_figure(r, r->ops->name, -1, "synthetic_text_tokens", r->n_prompt, "count");
+    return 0;
 }
 
 /* Everything between hello and bye; 0 ok, 1 interrupted, < 0 error (the
@@ -721,7 +1003,6 @@ static int run_cell(run *r)
     melt_error err = {0};
     agent_cfg *c = &r->cfg;
     melt_plan *plan = NULL;
-    enum melt_chat_template tmpl = MELT_CHAT_UNKNOWN;
     int rc = 0;
     if (c->plan_path) {
         if ((rc = read_plan(c->plan_path, &plan, &err)) < 0) goto fail;
@@ -733,54 +1014,11 @@ static int run_cell(run *r)
                                  c->plan_path);
                 goto fail;
             }
-            if (!c->ctx_given) c->cp.n_ctx = c->pp + c->tg;
+            if (!c->ctx_given) c->n_ctx = c->pp + c->tg;
         }
     }
-    if (c->chat_template && !melt_chat_template_parse(c->chat_template, &tmpl)) {
-        rc = melt_errorf(&err, MELT_EINVAL, "unknown chat template '%s' (one of %s)", c->chat_template,
-                         melt_chat_template_names());
-        goto fail;
-    }
-    emit_phase(r, "load", "begin", agent_now_ns());
-    rc = melt_model_load(c->model, NULL, &r->model, &err);
-    if (rc == 0) {
-        rc = melt_tokenizer_load(melt_model_gguf(r->model), &r->tok, &err);
-        if (rc < 0) {
-            char m[sizeof err.msg];
-            snprintf(m, sizeof m, "%s", err.msg);
-            melt_errorf(&err, rc, "%s: %s", c->model, m);
-        }
-    }
-    if (rc == 0) rc = melt_context_new(r->model, &c->cp, &r->ctx, &err);
-    if (rc == 0) rc = melt_sampler_new(&c->sp, melt_model_n_vocab(r->model), &r->smp, &err);
-    emit_phase(r, "load", "end", agent_now_ns());
-    /* the engine's threads exist now: signals may come in (to this thread) */
-    pthread_sigmask(SIG_SETMASK, &r->sigold, NULL);
-    if (rc < 0) goto fail;
-    emit_engine(r, -1, "n_threads", melt_context_n_threads(r->ctx), "count");
-    emit_engine(r, -1, "n_ctx", melt_context_n_ctx(r->ctx), "count");
-    if (plan && plan->kind == MELT_PLAN_CONVERSATIONS && tmpl == MELT_CHAT_UNKNOWN) {
-        melt_str j = {0};
-        if (melt_gguf_get_str(melt_model_gguf(r->model), "tokenizer.chat_template", &j))
-            tmpl = melt_chat_template_detect(j.ptr, (size_t)j.len);
-        if (tmpl == MELT_CHAT_UNKNOWN) {
-            rc = melt_errorf(&err, MELT_EUNSUPPORTED, "%s: %s; name one with --chat-template (%s)", c->model,
-                             j.ptr ? "the model's chat template is not one melt knows"
-                                   : "the model has no chat template (tokenizer.chat_template)",
-                             melt_chat_template_names());
-            goto fail;
-        }
-    }
-    if (c->pp) {
-        if (c->pp + c->tg > melt_context_n_ctx(r->ctx)) {
-            rc = melt_errorf(&err, MELT_EINVAL, "--synthetic %d,%d needs a context of %d, -c is %d",
-                             c->pp, c->tg, c->pp + c->tg, melt_context_n_ctx(r->ctx));
-            goto fail;
-        }
-        rc = synthetic_prompt(r, c->pp, &err);
-    } else if (c->prompt) {
-        rc = text_prompt(r, &err);
-    }
+    if ((rc = open_backend(r, &err)) < 0) goto fail;
+    if (c->pp || c->prompt) rc = prepare_single(r, &err);
     if (rc < 0) goto fail;
     if (g_signal) goto interrupted;
     if (c->idle_ms > 0) {
@@ -789,29 +1027,24 @@ static int run_cell(run *r)
         emit_phase(r, "idle", "end", agent_now_ns());
         if (g_signal) goto interrupted;
     }
-    melt_generate_params gp = melt_generate_default_params();
-    if (c->pp) {
-        gp.n_predict = c->tg;
-        gp.ignore_eos = true;
-    } else {
-        gp.n_predict = c->n_predict;
-        gp.ignore_eos = c->ignore_eos;
-    }
-    if (c->warmup > 0 && r->prompt) {
-        if (warmup(r, &gp, &err) < 0) {
+    const melt_chat_msg one = {"user", r->text};
+    const melt_backend_request rq = single_request(r, &one);
+    const bool single = r->prompt || r->text;
+    if (c->warmup > 0 && single) {
+        if (warmup(r, &rq, &err) < 0) {
             rc = err.code ? err.code : MELT_EINVAL;
             goto fail;
         }
         if (g_signal) goto interrupted;
     }
     int req = 0;
-    for (int q = 0; q < c->reps; q++) {
-        if (r->prompt) {
-            melt_generate_stats st;
-            melt_sampler_reset(r->smp);
-            rc = one_request(r, req++, r->prompt, r->n_prompt, 0, &gp, NULL, &st, &err);
+    for (int k = 0; k < c->reps; k++) {
+        if (single) {
+            melt_backend_result res;
+            rc = one_request(r, req++, &rq, r->n_prompt, &res, &err);
+            melt_backend_result_free(&res);
         } else {
-            rc = run_plan(r, plan, plan->kind == MELT_PLAN_PROMPTS ? MELT_CHAT_UNKNOWN : tmpl, &req, &err);
+            rc = run_plan(r, plan, &req, &err);
         }
         if (rc != 0) break;
         if (g_signal || r->out.failed) {
@@ -836,13 +1069,16 @@ int agent_listen(int argc, char **argv, int (*agent_main)(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--listen") == 0) return agent_listen(argc, argv, main);
+    if (argc >= 2 && strcmp(argv[1], "--echo") == 0) return agent_echo(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "--describe") == 0) return agent_describe(argc, argv);
     static run r;   /* large (the config holds probe names); lives for main */
     r.cfg.reps = 1;
     r.cfg.n_predict = 128;
-    r.cfg.cp = melt_context_default_params();
     r.cfg.sp = melt_sampler_default_params();
+    r.cfg.backend = "builtin";
     const int pa = parse_args(argc, argv, &r.cfg);
     if (pa) return pa < 0 ? 0 : pa;
+    r.ops = melt_backend_find(r.cfg.backend);
 
     /* Signals reach the main thread only: block them while the engine's
      * and the probes' threads are created (they inherit the mask). */
@@ -879,6 +1115,9 @@ int main(int argc, char **argv)
         rc = run_cell(&r);   /* unblocks the signals once the engine's threads exist */
     }
     pthread_sigmask(SIG_SETMASK, &r.sigold, NULL);
+    /* stop the server (or free the model) before the last figures */
+    r.ops->close(r.b);
+    r.b = NULL;
     if (r.probes) {
         melt_probe_set_stop(r.probes);
         melt_probe_set_stats ps;
@@ -895,10 +1134,7 @@ int main(int argc, char **argv)
     agent_emit(&r.out, &bye);
 
     free(r.prompt);
-    melt_sampler_free(r.smp);
-    melt_context_free(r.ctx);
-    melt_tokenizer_free(r.tok);
-    melt_model_free(r.model);
+    free(r.text);
     agent_out_destroy(&r.out);
     return rc < 0 ? 1 : rc > 0 ? 130 : 0;
 }

@@ -1,16 +1,18 @@
 #!/bin/sh
 # Install the Debian packages melt needs, only those missing.
-# Usage: scripts/deps.sh [build|fuzz|cross|report|ssh|all]   (default: build)
+# Usage: scripts/deps.sh [build|fuzz|cross|report|ssh|adb|all]   (default: build)
 # Idempotent; with everything present it only asks dpkg, well under a second.
 set -eu
 
-build_pkgs="gcc make libc6-dev pkg-config git libcmocka-dev libjansson-dev libyaml-dev libsqlite3-dev sqlite3"
+build_pkgs="gcc make libc6-dev pkg-config git libcmocka-dev libjansson-dev libyaml-dev libsqlite3-dev sqlite3 libmicrohttpd-dev curl"
 fuzz_pkgs="clang libclang-rt-14-dev"
 cross_pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static"
 # headless Chromium: tests/integration/test_report.sh renders the HTML report
 report_pkgs="chromium fonts-dejavu-core"
 # a throw-away sshd: tests/integration/test_ssh.sh drives the ssh transport
 ssh_pkgs="openssh-client openssh-server"
+# Debian's adb: tests/integration/test_adb.sh and test_devices.sh check melt drives it
+adb_pkgs="adb"
 
 case "${1:-build}" in
 build) want="$build_pkgs" ;;
@@ -18,8 +20,9 @@ fuzz) want="$build_pkgs $fuzz_pkgs" ;;
 cross) want="$build_pkgs $cross_pkgs" ;;
 report) want="$build_pkgs $report_pkgs" ;;
 ssh) want="$build_pkgs $ssh_pkgs" ;;
+adb) want="$build_pkgs $adb_pkgs" ;;
 all) want="$build_pkgs $fuzz_pkgs $cross_pkgs" ;;
-*) echo "deps.sh: unknown set '$1' (build, fuzz, cross, report, ssh, all)" >&2; exit 2 ;;
+*) echo "deps.sh: unknown set '$1' (build, fuzz, cross, report, ssh, adb, all)" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -49,8 +49,10 @@ typedef struct melt_context melt_context;
  *          q5_1, q8_0; Q8_K blocks of 256 for the k-quants; F16 / BF16 for
  *          F16 / BF16 weights) and dotted with integer block sums: AVX512
  *          when the CPU has AVX-512 VNNI (and AVX2), else AVX2 when it has
- *          AVX2, FMA and F16C, else SCALAR. All give the same bits except
- *          for F16 weights (docs/engine.md).
+ *          AVX2, FMA and F16C, else SCALAR; on AArch64 NEON_DOTPROD when
+ *          the CPU has the dot product extension, else NEON. All give the
+ *          same bits except for F16 (and, on NEON, BF16) weights
+ *          (docs/engine.md).
  *   REF    the oracle: weight rows dequantized to F32, F32 activations,
  *          sums in double. Slower; logits closest to exact.
  *   SCALAR AUTO's numerics in plain C (what SIMD families are tested
@@ -61,6 +63,8 @@ enum melt_kernels {
     MELT_KERNELS_SCALAR = 2,
     MELT_KERNELS_AVX2 = 3,   /* SCALAR's numerics with AVX2+FMA+F16C (x86) */
     MELT_KERNELS_AVX512 = 4, /* AVX2 plus AVX-512 VNNI q8_0/q4_0 dots (same numerics) */
+    MELT_KERNELS_NEON = 5,   /* SCALAR's numerics with AArch64 NEON (vmull/vpadal int8 sums) */
+    MELT_KERNELS_NEON_DOTPROD = 6, /* NEON with the dot product extension (vdotq_s32) */
 };
 
 typedef struct melt_model_params {

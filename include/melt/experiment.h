@@ -55,12 +55,27 @@ typedef struct melt_exp_device {
     int port;                  /* ssh, tcp; 0 when unset */
     char *user;                /* ssh; NULL when unset */
     char *workdir;             /* where the agent and models go on the device; NULL: default */
+    /* adb only, `android:` (docs/experiment.md): done before each cell, undone after */
+    bool android_screen_off;       /* screen_off: true */
+    bool android_battery_unplug;   /* battery_unplug: true (dumpsys battery unplug / reset) */
 } melt_exp_device;
 
 /* One engine variant (a list in the file expands into several). */
 typedef struct melt_exp_engine {
-    char *id;                  /* "builtin-t2-c2048" (b/kv appended when not the default) */
-    char *backend;             /* "builtin" */
+    char *id;                  /* "builtin-t2-c2048", "llamacpp-server-t2-c2048" (llamacpp's
+                                  mode after the backend; `name` instead of both when given;
+                                  b/kv appended when not the default) */
+    char *backend;             /* "builtin", "llamacpp", "mlc", "openai" */
+    char *name;                /* `name`: leads the id instead of backend[-mode]; NULL */
+    /* backend options (docs/backends.md); NULL / 0 when unset */
+    char *mode;                /* llamacpp: "server" or "cli" */
+    char *binary;              /* llamacpp, mlc: the program on the device */
+    char *url;                 /* openai: the endpoint (required) */
+    char *api_key_env;         /* openai: environment variable holding the key */
+    char *model;               /* openai, mlc: the served model's name */
+    char **args;               /* llamacpp, mlc: extra server/cli arguments */
+    size_t n_args;
+    int port;                  /* llamacpp, mlc: the server's port (0: a free one) */
     int n_threads;             /* 0 = all online cores of the device */
     int n_ctx;                 /* KV cache positions; default 2048 */
     int n_batch;               /* default 512 */

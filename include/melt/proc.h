@@ -31,6 +31,10 @@ typedef struct melt_proc_opts {
     bool stdin_null;            /* child's stdin from /dev/null (default: inherit) */
     bool new_process_group;     /* child leads its own process group (so a
                                    terminal's Ctrl-C reaches only us) */
+    int *stdin_pipe;            /* when set: the child's stdin is a pipe and
+                                   *stdin_pipe gets its write end (blocking,
+                                   close-on-exec; the caller closes it, which
+                                   is the child's end of input); -1 on failure */
 } melt_proc_opts;
 
 /* Start argv[0] (searched in PATH when it has no '/') with argv. The

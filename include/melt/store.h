@@ -82,9 +82,26 @@ int melt_store_begin_trial(melt_store *s, int64_t cell_rowid, int repetition, bo
  * (hundreds to thousands): each call is one commit. */
 int melt_store_add_events(melt_store *s, int64_t trial_id, const melt_event *ev, size_t n,
                           melt_error *err);
-/* Device-to-host clock alignment of a trial (host = device + offset). */
+/* Device-to-host clock alignment of a trial (host = device + offset;
+ * |error| <= rtt_ns / 2: the round trip of the estimate, or the larger of
+ * the two estimates' it was interpolated between). */
 int melt_store_set_trial_clock(melt_store *s, int64_t trial_id, int64_t offset_ns,
                                int64_t rtt_ns, melt_error *err);
+
+/* One clock sync estimate of a cell's device (include/melt/clock_sync.h),
+ * taken before or after the cell's trials. */
+typedef struct melt_clock_sync_row {
+    int64_t cell_rowid;
+    char at[8];                  /* "before" or "after" */
+    int64_t host_ns;             /* host CLOCK_MONOTONIC when it was taken */
+    int64_t offset_ns;           /* host = device + offset */
+    int64_t uncertainty_ns, rtt_ns;
+    int rounds;
+} melt_clock_sync_row;
+int melt_store_add_clock_sync(melt_store *s, const melt_clock_sync_row *row, melt_error *err);
+/* A cell's estimates in the order they were added (malloc'd; free()). */
+int melt_store_list_clock_syncs(melt_store *s, int64_t cell_rowid, melt_clock_sync_row **rows,
+                                size_t *n, melt_error *err);
 int melt_store_end_trial(melt_store *s, int64_t trial_id, enum melt_trial_status status,
                          melt_error *err);
 
@@ -144,6 +161,18 @@ int melt_store_list_trials(melt_store *s, int64_t cell_rowid, melt_trial_info **
 /* A trial's events in the order they were added (malloc'd). */
 int melt_store_get_events(melt_store *s, int64_t trial_id, melt_event **ev, size_t *n,
                           melt_error *err);
+
+/* A trial's own summary rows (trial figures: cell 0, n = 1) of run_id in
+ * the order they were stored (malloc'd; free()). Imported results (`melt
+ * import llama-bench`) have figures but no events; melt_results_compute
+ * uses the figures of trials without events. */
+typedef struct melt_trial_figure {
+    char metric[128];
+    char unit[16];
+    double value;                 /* NaN when stored as NULL */
+} melt_trial_figure;
+int melt_store_get_trial_figures(melt_store *s, int64_t run_id, int64_t trial_id,
+                                 melt_trial_figure **figs, size_t *n, melt_error *err);
 
 /* Resume: the (cell id, repetition) pairs of a run whose measured
  * (non-warm-up) trial ended ok. */

@@ -32,6 +32,15 @@ extern "C" {
  * lists transports written against the current version. */
 #define MELT_TRANSPORT_API_VERSION 1
 
+/* A line channel to the device's clock (clock sync, include/melt/
+ * clock_sync.h): requests "echo N\n" written to wfd, replies
+ * "echo N NS\n" read from rfd (docs/agent-protocol.md). proc is the local
+ * child behind it (the agent, or the ssh/adb client; pid -1 for none). */
+typedef struct melt_echo_chan {
+    int wfd, rfd;
+    melt_proc proc;
+} melt_echo_chan;
+
 typedef struct melt_transport_ops {
     int version;                /* MELT_TRANSPORT_API_VERSION */
     const char *name;           /* "local": the experiment's `transport:` value */
@@ -50,7 +59,34 @@ typedef struct melt_transport_ops {
     /* Free bytes in dir on the device (NULL: the work folder). */
     int (*free_space)(void *state, const char *dir, uint64_t *bytes, melt_error *err);
     void (*close)(void *state);  /* NULL state is fine */
+    /* Optional (NULL: no clock sync): open the echo channel to the device's
+     * clock; agent_path is the agent's path from push (local, ssh and adb
+     * start `agent --echo`; tcp asks the listening agent). Closed with
+     * melt_echo_chan_close. */
+    int (*echo_open)(void *state, const char *agent_path, melt_echo_chan *ch, melt_error *err);
+    /* Optional (NULL: nothing to do): before a cell, put the device in the
+     * state the experiment's device entry asks for (adb: `android:` screen
+     * off, battery unplugged) and say what state it is in: *state_json gets
+     * a malloc'd JSON object text (governor, thermal status, battery level;
+     * NULL when nothing is known). cell_end undoes what cell_begin did (also
+     * after an error or Ctrl-C; a no-op when nothing was done) and may
+     * describe the state after it the same way. */
+    int (*cell_begin)(void *state, char **state_json, melt_error *err);
+    void (*cell_end)(void *state, char **state_json);
+    /* The device's agent is already there and runs every spawn itself,
+     * argv[0] ignored (tcp: `melt-agent --listen`): the runner pushes no
+     * agent. */
+    bool resident_agent;
+    /* Optional (NULL: the experiment file names them): the devices this
+     * transport finds by itself (`melt devices`), as entries open() takes:
+     * *devs (malloc'd, n entries; free with melt_transport_free_list) with
+     * name, transport and serial set. adb: `adb devices -l`. Returns 0, or
+     * a negative error (adb not installed, ...). */
+    int (*list)(melt_exp_device **devs, size_t *n, melt_error *err);
 } melt_transport_ops;
+
+/* Free a list() result. */
+void melt_transport_free_list(melt_exp_device *devs, size_t n);
 
 /* NULL-terminated table of every compiled-in transport. */
 extern const melt_transport_ops *const melt_transport_registry[];

@@ -59,10 +59,15 @@ CLI_DECLARE(generate)
 CLI_DECLARE(chat)
 CLI_DECLARE(run)
 CLI_DECLARE(report)
+CLI_DECLARE(serve)
+CLI_DECLARE(bench)
+CLI_DECLARE(devices)
+CLI_DECLARE(results_events)
 
 /* Subcommand tables of the groups (cmd_model.c, cmd_eval.c). */
 extern const cli_cmd cli_model_commands[], cli_eval_commands[];
 extern const cli_cmd cli_results_commands[];
+extern const cli_cmd cli_import_commands[];   /* cmd_import.c */
 
 /* Helpers shared by the commands that run the builtin engine
  * (cli_engine.c). */

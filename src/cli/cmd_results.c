@@ -271,6 +271,8 @@ const cli_cmd cli_results_commands[] = {
     {"show", "print a run's per-cell summary table", cmd_results_show, usage_results_show, NULL},
     {"export", "write a run's summaries as md, csv, json or jsonl", cmd_results_export,
      usage_results_export, NULL},
+    {"events", "write a run's events as JSON lines, with host-aligned times",
+     cmd_results_events, usage_results_events, NULL},
     {"import-events", "store JSON-lines event files as trials (debugging)",
      cmd_results_import, usage_results_import, NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -32,17 +32,22 @@ static void close_fd(int *fd)
 /* The child: wire the pipes, apply options, exec; on failure report errno
  * through the close-on-exec status pipe and exit. */
 static void child_exec(char *const argv[], const melt_proc_opts *o, int out[2], int errp[2],
-                       int status_w)
+                       int in[2], int status_w)
 {
     if (o->new_process_group)
         setpgid(0, 0);
+    if (in[0] >= 0) {
+        dup2(in[0], STDIN_FILENO);
+        close(in[0]);
+        close(in[1]);
+    }
     dup2(out[1], STDOUT_FILENO);
     dup2(errp[1], STDERR_FILENO);
     close(out[0]);
     close(out[1]);
     close(errp[0]);
     close(errp[1]);
-    if (o->stdin_null) {
+    if (o->stdin_null && in[0] < 0) {
         int dn = open("/dev/null", O_RDONLY);
         if (dn >= 0) {
             dup2(dn, STDIN_FILENO);
@@ -73,28 +78,33 @@ int melt_proc_spawn(char *const argv[], const melt_proc_opts *opts, melt_proc *p
     p->out_fd = p->err_fd = -1;
     if (!argv || !argv[0])
         return melt_errorf(err, MELT_EINVAL, "spawn: empty command");
-    int out[2] = {-1, -1}, errp[2] = {-1, -1}, st[2] = {-1, -1};
-    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0) {
+    int out[2] = {-1, -1}, errp[2] = {-1, -1}, st[2] = {-1, -1}, in[2] = {-1, -1};
+    if (o->stdin_pipe)
+        *o->stdin_pipe = -1;
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0 ||
+        (o->stdin_pipe && pipe2(in, O_CLOEXEC) < 0)) {
         int e = errno;
         close_fd(&out[0]), close_fd(&out[1]), close_fd(&errp[0]), close_fd(&errp[1]);
+        close_fd(&st[0]), close_fd(&st[1]), close_fd(&in[0]), close_fd(&in[1]);
         return melt_errorf(err, MELT_EIO, "%s: cannot create pipes: %s", argv[0], strerror(e));
     }
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;
         close_fd(&out[0]), close_fd(&out[1]), close_fd(&errp[0]), close_fd(&errp[1]);
-        close_fd(&st[0]), close_fd(&st[1]);
+        close_fd(&st[0]), close_fd(&st[1]), close_fd(&in[0]), close_fd(&in[1]);
         return melt_errorf(err, MELT_EIO, "%s: cannot fork: %s", argv[0], strerror(e));
     }
     if (pid == 0) {
         close(st[0]);
-        child_exec(argv, o, out, errp, st[1]);
+        child_exec(argv, o, out, errp, in, st[1]);
     }
     if (o->new_process_group)
         setpgid(pid, pid); /* also here: no race with an early signal */
     close_fd(&out[1]);
     close_fd(&errp[1]);
     close_fd(&st[1]);
+    close_fd(&in[0]);
     int child_errno = 0;
     ssize_t n;
     do
@@ -106,11 +116,14 @@ int melt_proc_spawn(char *const argv[], const melt_proc_opts *opts, melt_proc *p
     p->err_fd = errp[0];
     p->new_group = o->new_process_group;
     if (n == (ssize_t)sizeof child_errno) { /* exec failed */
+        close_fd(&in[1]);
         melt_proc_close(p);
         return melt_errorf(err, MELT_EIO, "cannot run %s: %s", argv[0], strerror(child_errno));
     }
     fcntl(p->out_fd, F_SETFL, fcntl(p->out_fd, F_GETFL) | O_NONBLOCK);
     fcntl(p->err_fd, F_SETFL, fcntl(p->err_fd, F_GETFL) | O_NONBLOCK);
+    if (o->stdin_pipe)
+        *o->stdin_pipe = in[1];
     return 0;
 }
 

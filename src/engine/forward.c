@@ -5,7 +5,7 @@
  * attention -> output projection -> residual, RMSNorm -> SwiGLU FFN ->
  * residual; then the final norm and the classifier. The heavy ops go
  * through c->ops (ops.h) and run on the thread pool, split by output rows
- * (matmuls) or by (token, head) (attention). */
+ * (matmuls) or by (token, head) (attention, dealt round-robin). */
 #include <math.h>
 #include <stddef.h>
 
@@ -50,6 +50,50 @@ static void matmul(melt_context *c, float *y, const melt_weight *w, const float 
     melt_pool_run(c->pool, matmul_run, &t);
 }
 
+/* Products of one input with up to three weights of the same type and
+ * width (Q, K, V; gate, up): the input converted once, and one dispatch
+ * in which each thread computes its slice of each product in turn. */
+typedef struct matmuls_task {
+    const melt_context *c;
+    int n;
+    const melt_weight *const *w;
+    float *const *y;
+    const float *x;
+    void *xq;
+    int n_tok;
+} matmuls_task;
+
+static void matmuls_run(void *arg, int ith, int nth)
+{
+    const matmuls_task *t = arg;
+    float *buf = t->c->scratch + (size_t)ith * t->c->scratch_floats;
+    for (int i = 0; i < t->n; i++)
+        t->c->ops->matmul(t->w[i], t->x, t->xq, t->n_tok, t->y[i], buf, ith, nth);
+}
+
+/* y[i] = x times w[i] transposed for i < n, weights of one type grouped. */
+static void matmuls(melt_context *c, int n, float *const y[], const melt_weight *const w[], const float *x,
+                    int n_tok)
+{
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && w[j]->type == w[i]->type && w[j]->n_in == w[i]->n_in) j++;
+        if (j == i + 1) {
+            matmul(c, y[i], w[i], x, n_tok);
+        } else {
+            matmuls_task t = {.c = c, .n = j - i, .w = w + i, .y = y + i, .x = x, .n_tok = n_tok};
+            if (c->ops->act_row_bytes && c->ops->act_row_bytes(w[i]->type, w[i]->n_in) > 0) {
+                matmul_task conv = {.c = c, .w = w[i], .x = x, .xq = c->act, .n_tok = n_tok};
+                t.xq = c->act;
+                if (n_tok == 1) c->ops->act_convert(w[i]->type, x, 1, w[i]->n_in, t.xq, 0, 1);
+                else melt_pool_run(c->pool, convert_run, &conv);
+            }
+            melt_pool_run(c->pool, matmuls_run, &t);
+        }
+        i = j;
+    }
+}
+
 typedef struct attention_task {
     const melt_context *c;
     int layer, n_tok, pos;
@@ -65,10 +109,9 @@ static void attention_run(void *arg, int ith, int nth)
     const float scale = 1.0f / sqrtf((float)hd);
     float *scratch = c->scratch + (size_t)ith * c->scratch_floats;
     const int n_items = t->n_tok * hp->n_head;
-    const int per = n_items / nth, extra = n_items % nth;
-    const int i0 = ith * per + (ith < extra ? ith : extra);
-    const int i1 = i0 + per + (ith < extra ? 1 : 0);
-    for (int i = i0; i < i1; i++) {
+    /* items dealt round-robin: a later token attends to more positions, so
+     * contiguous shares would give the last thread the most work */
+    for (int i = ith; i < n_items; i += nth) {
         const int tok = i / hp->n_head, h = i % hp->n_head;
         const size_t off = (size_t)tok * q_dim + (size_t)h * hd;
         melt_kv_view kv = melt_kv_cache_view(&c->kv, t->layer, h / group, hd);
@@ -123,9 +166,11 @@ void melt_forward_llama(melt_context *c, const int32_t *tokens, int n, int pos,
             ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->attn_norm, d, hp->norm_eps);
         melt_prof_end(P);
         melt_prof_begin(P, MELT_PROF_MATMUL, l);
-        matmul(c, c->q, &ly->wq, xb, n);
-        matmul(c, c->k, &ly->wk, xb, n);
-        matmul(c, c->v, &ly->wv, xb, n);
+        {
+            float *const ys[3] = {c->q, c->k, c->v};
+            const melt_weight *const ws[3] = {&ly->wq, &ly->wk, &ly->wv};
+            matmuls(c, 3, ys, ws, xb, n);
+        }
         melt_prof_end(P);
         melt_prof_begin(P, MELT_PROF_BIAS, l);
         add_bias(c->q, ly->bq, n, q_dim);
@@ -161,8 +206,11 @@ void melt_forward_llama(melt_context *c, const int32_t *tokens, int n, int pos,
             ops->rmsnorm(xb + (size_t)t * d, x + (size_t)t * d, ly->ffn_norm, d, hp->norm_eps);
         melt_prof_end(P);
         melt_prof_begin(P, MELT_PROF_MATMUL, l);
-        matmul(c, c->hb, &ly->w_gate, xb, n);
-        matmul(c, c->hb2, &ly->w_up, xb, n);
+        {
+            float *const ys[2] = {c->hb, c->hb2};
+            const melt_weight *const ws[2] = {&ly->w_gate, &ly->w_up};
+            matmuls(c, 2, ys, ws, xb, n);
+        }
         melt_prof_end(P);
         melt_prof_begin(P, MELT_PROF_FFN_ACT, l);
         for (int t = 0; t < n; t++)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/engine_internal.h"
+#include "melt/cpu.h"
 #include "melt/quant.h"
 #include "melt/types.h"
 
@@ -32,8 +33,9 @@ typedef struct loader {
     melt_error *err;
 } loader;
 
-/* MELT_KERNELS=ref|scalar|avx2|avx512 in the environment overrides the default
- * AUTO (for benchmarks and comparisons; any other value keeps AUTO). */
+/* MELT_KERNELS=ref|scalar|avx2|avx512|neon|neon-dotprod in the environment
+ * overrides the default AUTO (for benchmarks and comparisons; any other
+ * value keeps AUTO). */
 melt_model_params melt_model_default_params(void)
 {
     melt_model_params p = {.kernels = MELT_KERNELS_AUTO};
@@ -42,6 +44,8 @@ melt_model_params melt_model_default_params(void)
     else if (k && strcmp(k, "scalar") == 0) p.kernels = MELT_KERNELS_SCALAR;
     else if (k && strcmp(k, "avx2") == 0) p.kernels = MELT_KERNELS_AVX2;
     else if (k && strcmp(k, "avx512") == 0) p.kernels = MELT_KERNELS_AVX512;
+    else if (k && strcmp(k, "neon") == 0) p.kernels = MELT_KERNELS_NEON;
+    else if (k && strcmp(k, "neon-dotprod") == 0) p.kernels = MELT_KERNELS_NEON_DOTPROD;
     return p;
 }
 
@@ -373,7 +377,15 @@ int melt_model_load_gguf(melt_gguf *g, const melt_model_params *params, melt_mod
         m->n_params += melt_gguf_tensor_at(g, i)->n_elems;
     m->ops = melt_ops_select(params->kernels);
     if (!m->ops) {
-        rc = melt_errorf(err, MELT_EINVAL, "unknown kernel family %d", (int)params->kernels);
+        static const char *const names[] = {"auto",   "ref",  "scalar",      "avx2",
+                                            "avx512", "neon", "neon-dotprod"};
+        const unsigned k = (unsigned)params->kernels;
+        char feat[256];
+        if (k < sizeof names / sizeof names[0])
+            rc = melt_errorf(err, MELT_EINVAL, "kernels '%s' are not supported by this CPU (features: %s)",
+                             names[k], melt_cpu_features_str(melt_cpu_detect(), feat, sizeof feat));
+        else
+            rc = melt_errorf(err, MELT_EINVAL, "unknown kernel family %d", (int)params->kernels);
         goto fail;
     }
     *out = m;

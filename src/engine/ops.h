@@ -11,7 +11,8 @@
  *                               integer block sums (kernels/vec_dot.c);
  *   avx2, avx512 (kernels/avx2.c, avx512.c) — the scalar family's
  *                               numerics with x86 SIMD, chosen by AUTO when
- *                               the CPU has them; neon comes later.
+ *                               the CPU has them;
+ *   neon, neon-dotprod (kernels/neon.c) — the same on AArch64.
  *
  * Threading contract (as ggml's): an op that takes (ith, nth) computes its
  * own slice of the output; every output value is produced by exactly one

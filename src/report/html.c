@@ -903,7 +903,8 @@ static void write_details(FILE *out, const report *rp)
     fputs("<h2 id=\"trials\">Trials and cells</h2>\n<details><summary>Every stored trial"
           "</summary>\n<div class=\"scroll\"><table><thead><tr><th>cell</th>"
           "<th class=\"num\">repetition</th><th>kind</th><th>status</th>"
-          "<th class=\"num\">events</th><th class=\"num\">clock offset ms</th></tr></thead>"
+          "<th class=\"num\">events</th><th class=\"num\">clock offset ms (host &minus; device)</th>"
+          "</tr></thead>"
           "<tbody>\n", out);
     for (size_t k = 0; k < rp->n_cells; k++) {
         const cell_data *d = &rp->cells[k];
@@ -916,7 +917,8 @@ static void write_details(FILE *out, const report *rp)
                     t->warmup ? "warm-up" : "measured", t->status == MELT_TRIAL_OK ? "" : " bad",
                     melt_trial_status_name(t->status), (long long)t->n_events);
             if (t->has_clock)
-                fprintf(out, "<td class=\"num\">%.3f</td>", (double)t->clock_offset_ns / 1e6);
+                fprintf(out, "<td class=\"num\">%.3f ± %.3f</td>", (double)t->clock_offset_ns / 1e6,
+                        (double)t->clock_rtt_ns / 2e6);   /* host = device + offset */
             else
                 fputs("<td class=\"na\">–</td>", out);
             fputs("</tr>\n", out);

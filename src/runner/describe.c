@@ -2,10 +2,26 @@
  * what the runner stores beside the file's text. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "melt/experiment.h"
 #include "melt/plan.h"
 #include "melt/workload.h"
+
+/* backend=NAME and its options, for engines other than the builtin one. */
+static void print_backend(FILE *out, const melt_exp_engine *g)
+{
+    fprintf(out, "backend=%s ", g->backend);
+    const char *keys[5] = {"mode", "binary", "url", "api_key_env", "served_model"};
+    const char *vals[5] = {g->mode, g->binary, g->url, g->api_key_env, g->model};
+    for (int k = 0; k < 5; k++)
+        if (vals[k])
+            fprintf(out, "%s=%s ", keys[k], vals[k]);
+    if (g->port)
+        fprintf(out, "port=%d ", g->port);
+    for (size_t k = 0; k < g->n_args; k++)
+        fprintf(out, "arg=%s ", g->args[k]);
+}
 
 static void print_model(FILE *out, const melt_exp_model *m)
 {
@@ -78,6 +94,8 @@ int melt_experiment_describe(const melt_experiment *e, FILE *out, melt_error *er
                 fprintf(out, "all");
             fprintf(out, " context=%d batch=%d kv=%s ", g->n_ctx, g->n_batch,
                    g->kv_type == MELT_KV_F32 ? "f32" : "f16");
+            if (strcmp(g->backend, "builtin") != 0)
+                print_backend(out, g);
             print_model(out, c.model);
             fputc(' ', out);
             print_workload(out, c.workload, plans[c.workload - e->workloads], g->n_ctx);

@@ -55,7 +55,8 @@ static const field kind_fields[MELT_EV_KIND_COUNT][MAX_FIELDS] = {
     [MELT_EV_PHASE] = {{"name", F_NAME, true}, {"edge", F_KEY, true}},
     [MELT_EV_REQUEST] = {{"req", F_REQ, true}, {"n_prompt", F_ID, true}},
     [MELT_EV_FIRST_TOKEN] = {{"req", F_REQ, true}},
-    [MELT_EV_TOKEN] = {{"req", F_REQ, true}, {"i", F_I, true}, {"id", F_ID, true}},
+    /* id absent: the engine streamed text without token ids */
+    [MELT_EV_TOKEN] = {{"req", F_REQ, true}, {"i", F_I, true}, {"id", F_ID, false}},
     [MELT_EV_END] = {{"req", F_REQ, true}, {"n_gen", F_ID, true}, {"reason", F_KEY, true}},
     [MELT_EV_SAMPLE] = {{"probe", F_NAME, true}, {"key", F_KEY, true}, {"value", F_VALUE, true},
                         {"unit", F_UNIT, false}},

@@ -546,10 +546,38 @@ const char *melt_transport_name(enum melt_transport_kind k)
     return (unsigned)k < 4 ? transport_names[k] : "?";
 }
 
+/* `android: {screen_off: BOOL, battery_unplug: BOOL}` of an adb device. */
+static int parse_android(pctx *P, const ynode *n, const char *path, size_t transport,
+                         melt_exp_device *d)
+{
+    static const char *const keys[] = {"screen_off", "battery_unplug", NULL};
+    static const char *const bools[] = {"false", "true", NULL};
+    char sub[PATH_MAX_LEN], item[PATH_MAX_LEN];
+    join(sub, path, "android");
+    if (transport != MELT_TRANSPORT_ADB)
+        return fail_at(P, n, MELT_EINVAL, sub, "only for transport 'adb', not '%s'",
+                       transport_names[transport]);
+    int rc;
+    if ((rc = expect_map(P, n, sub, false)) < 0 || (rc = check_keys(P, n, sub, keys)) < 0)
+        return rc;
+    bool *dst[2] = {&d->android_screen_off, &d->android_battery_unplug};
+    for (size_t k = 0; k < 2; k++) {
+        const ynode *v = ytree_get(n, keys[k]);
+        size_t b = 0;
+        if (!v)
+            continue;
+        join(item, sub, keys[k]);
+        if ((rc = get_word(P, v, item, "value", bools, &b)) < 0)
+            return rc;
+        *dst[k] = b == 1;
+    }
+    return 0;
+}
+
 static int parse_device(pctx *P, const ynode *n, size_t idx, melt_exp_device *d)
 {
     static const char *const keys[] = {"name", "transport", "serial", "host",
-                                       "port", "user",      "workdir", NULL};
+                                       "port", "user",      "workdir", "android", NULL};
     /* which keys each transport uses: serial, host, port, user */
     static const bool uses[4][4] = {
         {false, false, false, false}, /* local */
@@ -605,6 +633,8 @@ static int parse_device(pctx *P, const ynode *n, size_t idx, melt_exp_device *d)
         if (!(d->workdir = dup_str(s)))
             return oom(P);
     }
+    if ((v = ytree_get(n, "android")) && (rc = parse_android(P, v, path, t, d)) < 0)
+        return rc;
     if ((t == MELT_TRANSPORT_SSH || t == MELT_TRANSPORT_TCP) && !d->host)
         return fail_at(P, n, MELT_EINVAL, path, "missing required key 'host' (transport '%s')",
                        transport_names[t]);
@@ -632,9 +662,16 @@ static const char *const kv_names[] = {"f16", "f32", NULL};
 static int add_engine(pctx *P, melt_experiment *e, const ynode *at, const char *path,
                       const melt_exp_engine *v)
 {
-    char id[MELT_EXP_NAME_MAX * 2];
-    int o = v->n_threads ? snprintf(id, sizeof id, "%s-t%d-c%d", v->backend, v->n_threads, v->n_ctx)
-                         : snprintf(id, sizeof id, "%s-tall-c%d", v->backend, v->n_ctx);
+    char id[MELT_EXP_NAME_MAX * 2], who[MELT_EXP_NAME_MAX + 1];
+    /* the backend (and its mode) lead the id: results and reports group by it */
+    if (v->name)
+        snprintf(who, sizeof who, "%s", v->name);
+    else
+        snprintf(who, sizeof who, "%s%s%s", v->backend,
+                 v->mode || !strcmp(v->backend, "llamacpp") ? "-" : "",
+                 v->mode ? v->mode : !strcmp(v->backend, "llamacpp") ? "server" : "");
+    int o = v->n_threads ? snprintf(id, sizeof id, "%s-t%d-c%d", who, v->n_threads, v->n_ctx)
+                         : snprintf(id, sizeof id, "%s-tall-c%d", who, v->n_ctx);
     if (v->n_batch != MELT_EXP_DEFAULT_N_BATCH)
         o += snprintf(id + o, sizeof id - (size_t)o, "-b%d", v->n_batch);
     if (v->kv_type != MELT_KV_F16)
@@ -651,13 +688,114 @@ static int add_engine(pctx *P, melt_experiment *e, const ynode *at, const char *
     *dst = *v;
     dst->id = dup_str(id);
     dst->backend = dup_str(v->backend);
+    bool ok = dst->id && dst->backend;
+    char **strs[6] = {&dst->mode, &dst->binary, &dst->url, &dst->api_key_env, &dst->model,
+                      &dst->name};
+    for (size_t k = 0; k < 6; k++)
+        if (*strs[k] && !(*strs[k] = dup_str(*strs[k])))
+            ok = false;
+    dst->args = v->n_args ? calloc(v->n_args, sizeof *dst->args) : NULL;
+    if (v->n_args && !dst->args) {
+        dst->n_args = 0;
+        ok = false;
+    }
+    for (size_t k = 0; dst->args && k < v->n_args; k++)
+        if (!(dst->args[k] = dup_str(v->args[k])))
+            ok = false;
     e->n_engines++;
-    return dst->id && dst->backend ? 0 : oom(P);
+    return ok ? 0 : oom(P);
+}
+
+/* The backend options of an engine entry into o (strings borrowed from
+ * the tree; o->args malloc'd): only the keys backend b uses. */
+static int parse_backend_opts(pctx *P, const ynode *n, const char *path, size_t b,
+                              melt_exp_engine *o)
+{
+    static const char *const opt_keys[] = {"mode", "binary", "url", "api_key_env", "model",
+                                           "args", "port"};
+    /* which keys each backend uses, in opt_keys order */
+    static const bool uses[4][7] = {
+        {false, false, false, false, false, false, false}, /* builtin */
+        {true, true, false, false, false, true, true},     /* llamacpp */
+        {false, true, false, false, true, true, true},     /* mlc */
+        {false, false, true, true, true, false, false},    /* openai */
+    };
+    static const char *const modes[] = {"server", "cli", NULL};
+    char sub[PATH_MAX_LEN];
+    const ynode *v;
+    int rc;
+    for (size_t k = 0; k < 7; k++)
+        if ((v = ytree_get(n, opt_keys[k])) && !uses[b][k]) {
+            join(sub, path, opt_keys[k]);
+            return fail_at(P, v, MELT_EINVAL, sub, "not used by backend '%s'", backend_names[b]);
+        }
+    if ((v = ytree_get(n, "mode"))) {
+        size_t m;
+        join(sub, path, "mode");
+        if ((rc = get_word(P, v, sub, "mode", modes, &m)) < 0)
+            return rc;
+        o->mode = (char *)modes[m];
+    }
+    char **dst[4] = {&o->binary, &o->url, &o->api_key_env, &o->model};
+    for (size_t k = 0; k < 4; k++) {
+        const char *s;
+        if (!(v = ytree_get(n, opt_keys[k + 1])))
+            continue;
+        join(sub, path, opt_keys[k + 1]);
+        if ((rc = get_line_str(P, v, sub, &s)) < 0)
+            return rc;
+        *dst[k] = (char *)s;
+    }
+    if (o->url && strncmp(o->url, "http://", 7) != 0) {
+        join(sub, path, "url");
+        return fail_at(P, ytree_get(n, "url"), MELT_EINVAL, sub,
+                       "expected an http:// URL, got '%s' (for https, reach the server through "
+                       "a TLS tunnel)", o->url);
+    }
+    for (const char *c = o->api_key_env; c && *c; c++)
+        if (!(*c == '_' || (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+              (c > o->api_key_env && *c >= '0' && *c <= '9'))) {
+            join(sub, path, "api_key_env");
+            return fail_at(P, ytree_get(n, "api_key_env"), MELT_EINVAL, sub,
+                           "expected the name of an environment variable, got '%s'",
+                           o->api_key_env);
+        }
+    if ((v = ytree_get(n, "port"))) {
+        long long port;
+        join(sub, path, "port");
+        if ((rc = get_int(P, v, sub, 1, 65535, &port)) < 0)
+            return rc;
+        o->port = (int)port;
+    }
+    if ((v = ytree_get(n, "args"))) {
+        join(sub, path, "args");
+        if (v->kind == YNODE_SEQ && (rc = expect_list(P, v, sub)) < 0)
+            return rc;
+        const size_t c = v->kind == YNODE_SEQ ? v->n : 1;
+        if (!(o->args = calloc(c, sizeof *o->args)))
+            return oom(P);
+        for (size_t i = 0; i < c; i++) {
+            char item[PATH_MAX_LEN];
+            const char *s;
+            if (v->kind == YNODE_SEQ)
+                join_index(item, sub, i);
+            else
+                snprintf(item, sizeof item, "%s", sub);
+            if ((rc = get_line_str(P, v->kind == YNODE_SEQ ? v->items[i] : v, item, &s)) < 0)
+                return rc;
+            o->args[o->n_args++] = (char *)s;
+        }
+    }
+    if (b == 3 && !o->url)
+        return fail_at(P, n, MELT_EINVAL, path, "missing required key 'url' (backend 'openai')");
+    return 0;
 }
 
 static int parse_engine(pctx *P, melt_experiment *e, const ynode *n, size_t idx)
 {
-    static const char *const keys[] = {"backend", "threads", "context", "batch", "kv_type", NULL};
+    static const char *const keys[] = {"backend", "threads", "context", "batch", "kv_type",
+                                       "mode", "binary", "url", "api_key_env", "model",
+                                       "args", "port", "name", NULL};
     char path[PATH_MAX_LEN], sub[PATH_MAX_LEN];
     join_index(path, "engines", idx);
     int rc;
@@ -666,15 +804,32 @@ static int parse_engine(pctx *P, melt_experiment *e, const ynode *n, size_t idx)
     if (n->kind == YNODE_MAP && (rc = check_keys(P, n, path, keys)) < 0)
         return rc;
     const ynode *v;
+    size_t bk = 0;
     if ((v = ytree_get(n, "backend"))) {
-        size_t b;
+        const char *s;
         join(sub, path, "backend");
-        if ((rc = get_word(P, v, sub, "backend", backend_names, &b)) < 0)
+        if ((rc = get_str(P, v, sub, &s)) < 0)
             return rc;
-        if (b != 0)
-            return fail_at(P, v, MELT_EUNSUPPORTED, sub,
-                           "backend '%s' is not supported yet (supported: builtin)",
-                           backend_names[b]);
+        while (backend_names[bk] && strcmp(backend_names[bk], s) != 0)
+            bk++;
+        if (!backend_names[bk])
+            return fail_at(P, v, MELT_EINVAL, sub,
+                           "unknown backend '%s' (one of: builtin, llamacpp, mlc, openai)", s);
+    }
+    melt_exp_engine opt;
+    memset(&opt, 0, sizeof opt);
+    if (n->kind == YNODE_MAP && (rc = parse_backend_opts(P, n, path, bk, &opt)) < 0) {
+        free(opt.args);
+        return rc;
+    }
+    if ((v = ytree_get(n, "name"))) {
+        const char *s;
+        join(sub, path, "name");
+        if ((rc = get_name(P, v, sub, &s)) < 0) {
+            free(opt.args);
+            return rc;
+        }
+        opt.name = (char *)s;
     }
     /* value lists, in expansion order (the last varies fastest) */
     static const char *const list_keys[] = {"threads", "context", "batch", "kv_type"};
@@ -702,7 +857,11 @@ static int parse_engine(pctx *P, melt_experiment *e, const ynode *n, size_t idx)
             for (size_t c = 0; rc == 0 && c < counts[2]; c++)
                 for (size_t d = 0; rc == 0 && d < counts[3]; d++) {
                     melt_exp_engine ev = {
-                        .backend = (char *)"builtin",
+                        .backend = (char *)backend_names[bk],
+                        .mode = opt.mode, .binary = opt.binary, .url = opt.url,
+                        .api_key_env = opt.api_key_env, .model = opt.model,
+                        .args = opt.args, .n_args = opt.n_args, .port = opt.port,
+                        .name = opt.name,
                         .n_threads = (int)(vals[0] ? vals[0][a] : defaults[0]),
                         .n_ctx = (int)(vals[1] ? vals[1][b] : defaults[1]),
                         .n_batch = (int)(vals[2] ? vals[2][c] : defaults[2]),
@@ -713,6 +872,7 @@ static int parse_engine(pctx *P, melt_experiment *e, const ynode *n, size_t idx)
                 }
     for (size_t k = 0; k < 4; k++)
         free(vals[k]);
+    free(opt.args);
     return rc;
 }
 
@@ -1280,8 +1440,18 @@ void melt_experiment_free(melt_experiment *e)
         free(d->workdir);
     }
     for (size_t i = 0; i < e->n_engines; i++) {
-        free(e->engines[i].id);
-        free(e->engines[i].backend);
+        melt_exp_engine *g = &e->engines[i];
+        free(g->id);
+        free(g->backend);
+        free(g->mode);
+        free(g->binary);
+        free(g->url);
+        free(g->api_key_env);
+        free(g->model);
+        free(g->name);
+        for (size_t k = 0; k < g->n_args; k++)
+            free(g->args[k]);
+        free(g->args);
     }
     for (size_t i = 0; i < e->n_models; i++) {
         free(e->models[i].name);

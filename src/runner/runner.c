@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "melt/clock_sync.h"
 #include "melt/cpu.h"
 #include "melt/event_stream.h"
 #include "melt/fs.h"
@@ -101,6 +102,25 @@ void melt_runner_argv_free(char **argv)
     free(argv);
 }
 
+/* --backend and its options (docs/backends.md) for an engine that is not
+ * the builtin one. */
+static void backend_args(argv_b *a, const melt_exp_engine *g)
+{
+    const char *flags[5] = {"--backend", "--backend-mode", "--binary", "--url", "--api-key-env"};
+    const char *vals[5] = {g->backend, g->mode, g->binary, g->url, g->api_key_env};
+    for (int k = 0; k < 5; k++)
+        if (vals[k]) {
+            arg(a, flags[k]);
+            arg(a, vals[k]);
+        }
+    if (g->port > 0)
+        argf(a, "--port", "%d", g->port);
+    for (size_t k = 0; k < g->n_args; k++) {
+        arg(a, "--server-arg");
+        arg(a, g->args[k]);
+    }
+}
+
 int melt_runner_agent_argv(const melt_experiment *e, const melt_cell *c, const char *agent,
                            const char *model_path, const char *plan_path, int idle_ms,
                            const char *probe_root, char ***argv, melt_error *err)
@@ -109,8 +129,16 @@ int melt_runner_agent_argv(const melt_experiment *e, const melt_cell *c, const c
     const melt_exp_engine *g = c->engine;
     const melt_sampler_params *sp = &e->sampling;
     arg(&a, agent);
-    arg(&a, "-m");
-    arg(&a, model_path);
+    /* openai/mlc serve a model by name: the engine's `model`, else (mlc) the
+     * file; an OpenAI endpoint without one uses its first */
+    const bool served = strcmp(g->backend, "openai") == 0 || strcmp(g->backend, "mlc") == 0;
+    const char *m = served && g->model ? g->model : strcmp(g->backend, "openai") == 0 ? NULL : model_path;
+    if (m) {
+        arg(&a, "-m");
+        arg(&a, m);
+    }
+    if (strcmp(g->backend, "builtin") != 0)
+        backend_args(&a, g);
     if (g->n_threads > 0)
         argf(&a, "-t", "%d", g->n_threads);
     argf(&a, "-c", "%d", g->n_ctx);
@@ -179,6 +207,10 @@ typedef struct runner {
     const melt_transport_ops *tops;
     void *tstate;
     char *remote_agent;
+    char *dev_info;          /* the device's `--describe` JSON (NULL: unknown) */
+    /* the cell whose device state cell_begin changed (cell_device.c) */
+    bool cell_began;
+    char *began_cell_id, *began_dj;
     /* host metadata (same for every local cell) */
     char kernel[512], governor[64], cpu_features[256], device_model[256];
 } runner;
@@ -198,6 +230,7 @@ typedef struct trial {
     bool bye;
     char bye_status[16];
     bool agent_error;
+    bool engine_lost;        /* an end line with reason "lost" (the backend's stream was cut) */
     char first_error[MELT_EVENT_TEXT_MAX];
     int64_t n_tokens;
     char errtail[ERRTAIL_MAX];
@@ -252,6 +285,10 @@ static int on_event(void *user, const melt_event *ev, uint64_t line_no)
         break;
     case MELT_EV_TOKEN:
         t->n_tokens++;
+        break;
+    case MELT_EV_END:
+        if (strcmp(ev->key, "lost") == 0)
+            t->engine_lost = true;
         break;
     default:
         break;
@@ -383,6 +420,8 @@ static int run_trial(runner *r, const trial_spec *ts, melt_error *err)
     char why[MELT_EVENT_TEXT_MAX] = "";
     if ((sent_int || sent_kill) && !clean_ok)
         st = MELT_TRIAL_INTERRUPTED;
+    else if (t.bye && t.engine_lost && !clean_ok)
+        st = MELT_TRIAL_LOST;   /* the agent lived; the engine it measured went away */
     else if (t.bye)
         st = clean_ok ? MELT_TRIAL_OK
              : strcmp(t.bye_status, "interrupted") == 0 ? MELT_TRIAL_INTERRUPTED
@@ -393,7 +432,9 @@ static int run_trial(runner *r, const trial_spec *ts, melt_error *err)
     if (st == MELT_TRIAL_ERROR || st == MELT_TRIAL_LOST) {
         char tail[200];
         stderr_tail(&t, tail, sizeof tail);
-        if (st == MELT_TRIAL_LOST)
+        if (st == MELT_TRIAL_LOST && t.bye)
+            snprintf(why, sizeof why, "lost: %.240s", t.first_error);
+        else if (st == MELT_TRIAL_LOST)
             snprintf(why, sizeof why, "lost: the agent's stream ended without bye (%s %d)%s%.150s",
                      signaled ? "signal" : "exit", signaled ? WTERMSIG(proc.status) : code,
                      tail[0] ? "; stderr: " : "", tail);
@@ -402,7 +443,7 @@ static int run_trial(runner *r, const trial_spec *ts, melt_error *err)
         else
             snprintf(why, sizeof why, "agent exit %d%s%.150s", code, tail[0] ? "; stderr: " : "",
                      tail);
-        if (st == MELT_TRIAL_LOST || !t.agent_error || tail[0]) {
+        if ((st == MELT_TRIAL_LOST && !t.bye) || !t.agent_error || tail[0]) {
             melt_event ev;
             memset(&ev, 0, sizeof ev);
             ev.kind = MELT_EV_ERROR;
@@ -485,6 +526,22 @@ static char *engine_json(const melt_exp_engine *g)
     json_t *o = json_object();
     jset_str(o, "id", g->id);
     jset_str(o, "backend", g->backend);
+    /* llamacpp's mode is stored even when defaulted, so results say which */
+    jset_str(o, "mode", g->mode ? g->mode : strcmp(g->backend, "llamacpp") == 0 ? "server" : NULL);
+    jset_str(o, "binary", g->binary);
+    jset_str(o, "url", g->url);
+    jset_str(o, "api_key_env", g->api_key_env);   /* the name only, never the key */
+    jset_str(o, "served_model", g->model);
+    if (g->port)
+        json_object_set_new(o, "port", json_integer(g->port));
+    if (g->n_args) {
+        json_t *args = json_array();
+        for (size_t k = 0; k < g->n_args; k++)
+            json_array_append_new(args, json_string(g->args[k]));
+        json_object_set_new(o, "args", args);
+    }
+    /* where the model runs: on the device, or behind an endpoint (offloading) */
+    jset_str(o, "runs_on", strcmp(g->backend, "openai") == 0 ? "endpoint" : "device");
     json_object_set_new(o, "threads", json_integer(g->n_threads));
     json_object_set_new(o, "context", json_integer(g->n_ctx));
     json_object_set_new(o, "batch", json_integer(g->n_batch));
@@ -674,14 +731,48 @@ static int use_device(runner *r, const melt_cell *c, melt_error *err)
         free(r->remote_agent);
         r->remote_agent = NULL;
     }
+    free(r->dev_info);
+    r->dev_info = NULL;
     r->dev = c->device;
     r->tops = melt_transport_find(melt_transport_name(c->device->transport));
     int rc = r->tops->open(c->device, &r->tstate, err);
-    if (rc == 0)
+    if (rc == 0 && r->tops->resident_agent)   /* tcp: the listening agent runs the cell */
+        rc = (r->remote_agent = strdup("melt-agent")) ? 0 : melt_errorf(err, MELT_ENOMEM,
+                                                                           "out of memory");
+    else if (rc == 0)
         rc = r->tops->push(r->tstate, r->agent, "melt-agent", &r->remote_agent, err);
-    if (rc < 0)
+    if (rc < 0) {
         r->dev = NULL;
-    return rc;
+        return rc;
+    }
+    melt_error de = {0};
+    if (runner_describe_device(r->tops, r->tstate, r->remote_agent, r->p->probe_root,
+                               &r->dev_info, &de) < 0)
+        runner_progress_note(&r->prog, "melt: warning: device '%s': %s", c->device->name, de.msg);
+    return 0;
+}
+
+/* Undo what the transport's cell_begin did to the device (Android
+ * rituals) and record the state after; after every cell, whatever ended it. */
+static void end_cell_device(runner *r)
+{
+    if (!r->cell_began)
+        return;
+    r->cell_began = false;
+    char *after = NULL;
+    r->tops->cell_end(r->tstate, &after);
+    if (after && r->began_dj) {
+        r->began_dj = runner_json_set(r->began_dj, "state_after", after);
+        melt_cell_meta meta = {.cell_id = r->began_cell_id, .device_json = r->began_dj};
+        int64_t rowid = 0;
+        melt_error e = {0};
+        if (melt_store_add_cell(r->store, r->run_id, &meta, &rowid, &e) < 0)
+            runner_progress_note(&r->prog, "melt: warning: storing the device state: %s", e.msg);
+    }
+    free(after);
+    free(r->began_dj);
+    free(r->began_cell_id);
+    r->began_dj = r->began_cell_id = NULL;
 }
 
 /* Returns 0, 1 when interrupted, or a negative error. */
@@ -706,24 +797,52 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
      * the work folder unless the same sha256 is there, checking room first */
     const char *model_base = strrchr(slot->path, '/');
     char *model_remote = NULL;
-    if ((rc = r->tops->push(r->tstate, slot->path, model_base ? model_base + 1 : slot->path,
-                            &model_remote, err)) < 0)
+    /* an OpenAI endpoint runs its own model elsewhere, and mlc given a model
+     * by name loads that: nothing to copy */
+    if (strcmp(c->engine->backend, "openai") == 0 ||
+        (strcmp(c->engine->backend, "mlc") == 0 && c->engine->model))
+        rc = (model_remote = strdup(slot->path)) ? 0 : melt_errorf(err, MELT_ENOMEM, "out of memory");
+    else
+        rc = r->tops->push(r->tstate, slot->path, model_base ? model_base + 1 : slot->path,
+                           &model_remote, err);
+    if (rc < 0)
         return rc;
 
+    /* the device's state for the cell (adb: the Android rituals, undone by
+     * end_cell_device after the cell however it ends) */
+    char *state = NULL;
+    if (r->tops->cell_begin) {
+        if ((rc = r->tops->cell_begin(r->tstate, &state, err)) < 0) {
+            free(model_remote);
+            return rc;
+        }
+        r->cell_began = true;
+    }
     char *dj = device_json(c->device), *ej = engine_json(c->engine),
          *mj = model_json(c->model, slot->path), *wj = workload_json(c->workload, e);
+    dj = runner_json_set(runner_json_set(dj, "info", r->dev_info), "state", state);
+    free(state);
     const bool local = c->device->transport == MELT_TRANSPORT_LOCAL;
+    runner_device_meta dm;   /* remote devices: from their description */
+    runner_info_meta(local ? NULL : r->dev_info, &dm);
+#define META(host, dev) (local ? ((host)[0] ? (host) : NULL) : (dev)[0] ? (dev) : NULL)
     melt_cell_meta meta = {
         .cell_id = c->id, .device_json = dj, .engine_json = ej, .model_json = mj,
         .workload_json = wj,
-        .device_model = local && r->device_model[0] ? r->device_model : NULL,
-        .kernel = local && r->kernel[0] ? r->kernel : NULL,
-        .governor = local && r->governor[0] ? r->governor : NULL,
-        .cpu_features = local && r->cpu_features[0] ? r->cpu_features : NULL,
+        .device_model = META(r->device_model, dm.device_model),
+        .kernel = META(r->kernel, dm.kernel),
+        .governor = META(r->governor, dm.governor),
+        .cpu_features = META(r->cpu_features, dm.cpu_features),
         .model_sha256 = slot->sha256,
     };
+#undef META
     int64_t cell_rowid = 0;
     rc = melt_store_add_cell(r->store, r->run_id, &meta, &cell_rowid, err);
+    if (rc == 0 && r->cell_began) {
+        r->began_cell_id = strdup(c->id);
+        r->began_dj = dj;
+        dj = NULL;
+    }
     free(dj);
     free(ej);
     free(mj);
@@ -783,6 +902,21 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
             rc = 1;
     }
 
+    /* clock sync before the trials; the cool-down's host times become device times */
+    melt_clock_estimate ck_before, ck_after;
+    bool have_before = false, have_after = false;
+    const int64_t last_trial = runner_last_trial_id(r->store, cell_rowid);
+    const int lost_before = r->res.n_lost;
+    if (rc == 0) {
+        melt_error ce = {0};
+        have_before = runner_clock_sync(r->tops, r->tstate, r->remote_agent, r->store, cell_rowid,
+                                        "before", &ck_before, &ce) == 0;
+        if (!have_before)
+            runner_progress_note(&r->prog, "melt: warning: cell %s: %s", c->id, ce.msg);
+        for (size_t i = 0; have_before && i < n_pre; i++)
+            pre[i].t_ns -= ck_before.offset_ns;
+    }
+
     trial_spec ts = {.c = c, .cell_rowid = cell_rowid, .model_path = model_remote,
                      .plan_path = plan_remote, .pre = pre, .n_pre = n_pre};
     ts.pos.cell = c->index;
@@ -812,6 +946,18 @@ static int run_cell(runner *r, const melt_cell *c, size_t n_cells, melt_error *e
         if (interrupted(r))
             rc = 1;
     }
+    if (have_before && rc == 0 && r->res.n_lost == lost_before) {
+        melt_error ce = {0};
+        have_after = runner_clock_sync(r->tops, r->tstate, r->remote_agent, r->store, cell_rowid,
+                                       "after", &ck_after, &ce) == 0;
+        if (!have_after)
+            runner_progress_note(&r->prog, "melt: warning: cell %s: %s", c->id, ce.msg);
+    }
+    melt_error ce = {0};
+    if (runner_clock_apply(r->store, cell_rowid, last_trial, have_before ? &ck_before : NULL,
+                           have_after ? &ck_after : NULL, &ce) < 0)
+        runner_progress_note(&r->prog, "melt: warning: cell %s: storing the clock: %s", c->id,
+                             ce.msg);
     if (plan_local)
         unlink(plan_local);
     free(plan_local);
@@ -1028,6 +1174,7 @@ int melt_runner_run(const melt_experiment *e, const melt_runner_params *p,
             crc = 1;
         else
             crc = run_cell(&r, &c, n_cells, err);
+        end_cell_device(&r);
     }
     runner_progress_end(&r.prog);
     melt_error e2 = {0};
@@ -1061,9 +1208,11 @@ done:
     r.res.run_id = r.run_id;
     if (res)
         *res = r.res;
+    end_cell_device(&r);
     if (r.tops)
         r.tops->close(r.tstate);
     free(r.remote_agent);
+    free(r.dev_info);
     for (size_t i = 0; r.models && i < e->n_models; i++)
         free(r.models[i].path);
     free(r.models);

@@ -62,4 +62,37 @@ void runner_cooldown_local(const melt_exp_cooldown *c, const char *probe_root,
 
 int64_t runner_now_ns(void);
 
+/* ---- clock sync around a cell (cell_clock.c) ---- */
+
+struct melt_transport_ops;
+struct melt_store;
+struct melt_clock_estimate;
+/* Estimate the device's clock offset (at: "before"/"after") and store it
+ * in the cell's clock_syncs. */
+int runner_clock_sync(const struct melt_transport_ops *tops, void *tstate, const char *agent,
+                      struct melt_store *store, int64_t cell_rowid, const char *at,
+                      struct melt_clock_estimate *est, melt_error *err);
+/* ---- device description and state (cell_device.c) ---- */
+
+/* Run `agent --describe [--root ROOT]` through the transport: *json gets
+ * the device's description (malloc'd JSON object text). */
+int runner_describe_device(const struct melt_transport_ops *tops, void *tstate,
+                           const char *agent, const char *root, char **json, melt_error *err);
+/* obj_text (malloc'd JSON object) with key set to value_json (NULL: no
+ * change); returns the new text (obj_text freed) or obj_text unchanged. */
+char *runner_json_set(char *obj_text, const char *key, const char *value_json);
+/* The cells' reproducibility columns from a description ("" when unknown). */
+typedef struct runner_device_meta {
+    char device_model[256], kernel[512], governor[256], cpu_features[256];
+} runner_device_meta;
+void runner_info_meta(const char *info_json, runner_device_meta *m);
+
+/* The largest trial id of the cell so far (0: none). */
+int64_t runner_last_trial_id(struct melt_store *store, int64_t cell_rowid);
+/* Set the clock of the cell's trials with id > after_trial_id from the
+ * estimates (either may be NULL). */
+int runner_clock_apply(struct melt_store *store, int64_t cell_rowid, int64_t after_trial_id,
+                       const struct melt_clock_estimate *before,
+                       const struct melt_clock_estimate *after, melt_error *err);
+
 #endif

@@ -67,7 +67,24 @@ static void series_free(series_set *set)
     free(set->v);
 }
 
-static int compute_cell(melt_store *s, melt_results_cell *c, melt_error *err)
+/* The stored figures of an event-less (imported) trial, as metrics. */
+static int add_trial_figures(melt_store *s, int64_t run_id, int64_t trial_id, series_set *set,
+                             size_t trial_index, melt_error *err)
+{
+    melt_trial_figure *f = NULL;
+    size_t n = 0;
+    int rc = melt_store_get_trial_figures(s, run_id, trial_id, &f, &n, err);
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        melt_metric m = {.unit = f[k].unit, .value = f[k].value};
+        snprintf(m.name, sizeof m.name, "%s", f[k].metric);
+        if (series_add(set, &m, trial_index) < 0)
+            rc = melt_errorf(err, MELT_ENOMEM, "results: out of memory");
+    }
+    free(f);
+    return rc;
+}
+
+static int compute_cell(melt_store *s, int64_t run_id, melt_results_cell *c, melt_error *err)
 {
     melt_trial_info *tr = NULL;
     size_t nt = 0;
@@ -91,6 +108,12 @@ static int compute_cell(melt_store *s, melt_results_cell *c, melt_error *err)
         if (tr[k].status != MELT_TRIAL_OK)
             continue;
         c->n_ok++;
+        if (tr[k].n_events == 0) {
+            if ((rc = add_trial_figures(s, run_id, tr[k].id, &set, used, err)) < 0)
+                goto out;
+            used++;
+            continue;
+        }
         melt_event *ev = NULL;
         size_t n = 0;
         if ((rc = melt_store_get_events(s, tr[k].id, &ev, &n, err)) < 0)
@@ -173,7 +196,7 @@ int melt_results_compute(melt_store *s, int64_t run_id, melt_results **out, melt
     r->n_cells = n;
     free(cells);
     for (size_t k = 0; k < n; k++)
-        if ((rc = compute_cell(s, &r->cells[k], err)) < 0) {
+        if ((rc = compute_cell(s, run_id, &r->cells[k], err)) < 0) {
             melt_results_free(r);
             return rc;
         }

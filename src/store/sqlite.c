@@ -70,6 +70,15 @@ static const struct { const char *what, *sql; } migrations[] = {
      "CREATE VIEW samples AS"
      "  SELECT trial, seq, t_ns, name AS probe, key, value, unit"
      "  FROM events WHERE kind = 'sample';"},
+    {"clock sync estimates before and after each cell",
+     "CREATE TABLE clock_syncs ("
+     "  id INTEGER PRIMARY KEY,"
+     "  cell INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,"
+     "  at TEXT NOT NULL CHECK (at IN ('before','after')),"
+     "  host_ns INTEGER NOT NULL, offset_ns INTEGER NOT NULL,"
+     "  uncertainty_ns INTEGER NOT NULL, rtt_ns INTEGER NOT NULL,"
+     "  rounds INTEGER NOT NULL);"
+     "CREATE INDEX clock_syncs_by_cell ON clock_syncs(cell, id);"},
 };
 
 _Static_assert(sizeof migrations / sizeof migrations[0] == MELT_SQLITE_SCHEMA_LATEST,
@@ -449,6 +458,63 @@ static int sq_set_trial_clock(void *impl, int64_t trial, int64_t offset_ns, int6
     return require_changed(s, "trial", trial, err);
 }
 
+static int grow(void **v, size_t *cap, size_t n, size_t elem);
+
+static int sq_add_clock_sync(void *impl, const melt_clock_sync_row *row, melt_error *err)
+{
+    sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "INSERT INTO clock_syncs (cell, at, host_ns, offset_ns, uncertainty_ns,"
+                  " rtt_ns, rounds) VALUES (?, ?, ?, ?, ?, ?, ?)", &st, err);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, row->cell_rowid);
+    sqlite3_bind_text(st, 2, row->at, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, row->host_ns);
+    sqlite3_bind_int64(st, 4, row->offset_ns);
+    sqlite3_bind_int64(st, 5, row->uncertainty_ns);
+    sqlite3_bind_int64(st, 6, row->rtt_ns);
+    sqlite3_bind_int(st, 7, row->rounds);
+    return run_stmt(s, st, "storing a clock sync", err);
+}
+
+static int sq_list_clock_syncs(void *impl, int64_t cell, melt_clock_sync_row **rows, size_t *n,
+                               melt_error *err)
+{
+    sq *s = impl;
+    sqlite3_stmt *st;
+    int rc = prep(s, "SELECT cell, at, host_ns, offset_ns, uncertainty_ns, rtt_ns, rounds"
+                  " FROM clock_syncs WHERE cell = ? ORDER BY id", &st, err);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, cell);
+    melt_clock_sync_row *v = NULL;
+    size_t cnt = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, cnt, sizeof *v) < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        melt_clock_sync_row *r = &v[cnt++];
+        r->cell_rowid = sqlite3_column_int64(st, 0);
+        snprintf(r->at, sizeof r->at, "%s", (const char *)sqlite3_column_text(st, 1));
+        r->host_ns = sqlite3_column_int64(st, 2);
+        r->offset_ns = sqlite3_column_int64(st, 3);
+        r->uncertainty_ns = sqlite3_column_int64(st, 4);
+        r->rtt_ns = sqlite3_column_int64(st, 5);
+        r->rounds = sqlite3_column_int(st, 6);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return rc == SQLITE_NOMEM ? melt_errorf(err, MELT_ENOMEM, "store: out of memory")
+                                  : db_fail(s->db, s->path, err, "listing clock syncs");
+    }
+    *rows = v;
+    *n = cnt;
+    return 0;
+}
+
 static int sq_end_trial(void *impl, int64_t trial, enum melt_trial_status status,
                         melt_error *err)
 {
@@ -791,6 +857,41 @@ static int sq_get_events(void *impl, int64_t trial, melt_event **out, size_t *n,
     return 0;
 }
 
+static int sq_get_trial_figures(void *impl, int64_t run, int64_t trial, melt_trial_figure **figs,
+                                size_t *n, melt_error *err)
+{
+    sq *s = impl;
+    sqlite3_stmt *st;
+    /* (run, cell, trial) leads the unique index: no table scan */
+    int rc = prep(s, "SELECT metric, unit, mean FROM summaries"
+                  " WHERE run = ? AND cell = 0 AND trial = ? ORDER BY id", &st, err);
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_int64(st, 2, trial);
+    melt_trial_figure *v = NULL;
+    size_t cnt = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&v, &cap, cnt, sizeof *v) < 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        melt_trial_figure *f = &v[cnt++];
+        col_text_into(st, 0, f->metric, sizeof f->metric);
+        col_text_into(st, 1, f->unit, sizeof f->unit);
+        f->value = sqlite3_column_type(st, 2) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        return rc == SQLITE_NOMEM ? melt_errorf(err, MELT_ENOMEM, "store: out of memory")
+                                  : db_fail(s->db, s->path, err, "reading trial figures");
+    }
+    *figs = v;
+    *n = cnt;
+    return 0;
+}
+
 static int sq_completed_trials(void *impl, int64_t run_id, melt_trial_key **keys, size_t *n,
                                melt_error *err)
 {
@@ -846,5 +947,8 @@ const melt_store_ops melt_store_sqlite_ops = {
     .list_cells = sq_list_cells,
     .list_trials = sq_list_trials,
     .get_events = sq_get_events,
+    .get_trial_figures = sq_get_trial_figures,
     .completed_trials = sq_completed_trials,
+    .add_clock_sync = sq_add_clock_sync,
+    .list_clock_syncs = sq_list_clock_syncs,
 };

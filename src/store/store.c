@@ -124,6 +124,25 @@ int melt_store_set_trial_clock(melt_store *s, int64_t trial_id, int64_t offset_n
     return s->ops->set_trial_clock(s->impl, trial_id, offset_ns, rtt_ns, err);
 }
 
+int melt_store_add_clock_sync(melt_store *s, const melt_clock_sync_row *row, melt_error *err)
+{
+    CHECK(s && row, "store: add_clock_sync: missing argument");
+    CHECK(strcmp(row->at, "before") == 0 || strcmp(row->at, "after") == 0,
+          "store: add_clock_sync: 'at' must be before or after, not '%.8s'", row->at);
+    CHECK(row->uncertainty_ns >= 0 && row->rtt_ns >= 0 && row->rounds > 0,
+          "store: add_clock_sync: negative uncertainty or no rounds");
+    return s->ops->add_clock_sync(s->impl, row, err);
+}
+
+int melt_store_list_clock_syncs(melt_store *s, int64_t cell_rowid, melt_clock_sync_row **rows,
+                                size_t *n, melt_error *err)
+{
+    CHECK(s && rows && n, "store: list_clock_syncs: missing argument");
+    *rows = NULL;
+    *n = 0;
+    return s->ops->list_clock_syncs(s->impl, cell_rowid, rows, n, err);
+}
+
 int melt_store_end_trial(melt_store *s, int64_t trial_id, enum melt_trial_status status,
                          melt_error *err)
 {
@@ -191,6 +210,15 @@ int melt_store_get_events(melt_store *s, int64_t trial_id, melt_event **ev, size
 {
     CHECK(s && ev && n, "store: get_events: missing argument");
     return s->ops->get_events(s->impl, trial_id, ev, n, err);
+}
+
+int melt_store_get_trial_figures(melt_store *s, int64_t run_id, int64_t trial_id,
+                                 melt_trial_figure **figs, size_t *n, melt_error *err)
+{
+    CHECK(s && figs && n, "store: get_trial_figures: missing argument");
+    *figs = NULL;
+    *n = 0;
+    return s->ops->get_trial_figures(s->impl, run_id, trial_id, figs, n, err);
 }
 
 int melt_store_completed_trials(melt_store *s, int64_t run_id, melt_trial_key **keys,

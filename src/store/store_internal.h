@@ -8,7 +8,7 @@
 
 #define MELT_STORE_OPS_VERSION 1
 /* Schema version every backend implements (docs/store.md). */
-#define MELT_STORE_SCHEMA_LATEST 2
+#define MELT_STORE_SCHEMA_LATEST 3
 
 typedef struct melt_store_ops {
     int version;                  /* MELT_STORE_OPS_VERSION */
@@ -40,8 +40,13 @@ typedef struct melt_store_ops {
                        melt_error *err);
     int (*get_events)(void *impl, int64_t trial_id, melt_event **ev, size_t *n,
                       melt_error *err);
+    int (*get_trial_figures)(void *impl, int64_t run_id, int64_t trial_id,
+                             melt_trial_figure **figs, size_t *n, melt_error *err);
     int (*completed_trials)(void *impl, int64_t run_id, melt_trial_key **keys, size_t *n,
                             melt_error *err);
+    int (*add_clock_sync)(void *impl, const melt_clock_sync_row *row, melt_error *err);
+    int (*list_clock_syncs)(void *impl, int64_t cell_rowid, melt_clock_sync_row **rows,
+                            size_t *n, melt_error *err);
 } melt_store_ops;
 
 extern const melt_store_ops melt_store_sqlite_ops;

@@ -65,6 +65,7 @@
 
 #include "melt/sha256.h"
 #include "melt/transport.h"
+#include "transport/adb_state.h"
 #include "transport/shell_quote.h"
 
 #define ADB_CALL_TIMEOUT_MS 60000
@@ -81,6 +82,10 @@ typedef struct adb_state {
     char abi[128];    /* ro.product.cpu.abi */
     char abilist[512];
     unsigned n_spawn;
+    /* the Android rituals (experiment `android:`): asked for, and done */
+    bool want_screen_off, want_unplug;
+    bool screen_off, unplugged;
+    char stay_on[16];   /* stay_on_while_plugged_in before (digits), "" unknown */
 } adb_state;
 
 static int oom(melt_error *err)
@@ -181,11 +186,14 @@ static int adb_call(adb_state *s, const char *what, const char *cmd, int timeout
     return rc;
 }
 
+static void rituals_undo(adb_state *s);
+
 static void adb_close(void *state)
 {
     adb_state *s = state;
     if (!s)
         return;
+    rituals_undo(s);   /* a cell that never reached cell_end */
     if (s->qworkdir && s->serial) {
         char pat[64];
         snprintf(pat, sizeof pat, "/.melt-pid.%ld.*", (long)getpid());
@@ -342,6 +350,45 @@ done:
     return rc;
 }
 
+/* `melt devices`: every device `adb devices -l` lists, in any state (open
+ * then says what to do about one that is not `device`). */
+static int adb_list(melt_exp_device **devs, size_t *n, melt_error *err)
+{
+    const char *bin = getenv("MELT_ADB");
+    adb_state s = {.name = "adb", .adb = (char *)(bin && *bin ? bin : "adb")};
+    char *o = NULL, *e = NULL;
+    *devs = NULL;
+    *n = 0;
+    int rc = adb_run(&s, false, "devices", "-l", NULL, NULL, ADB_DEVICES_TIMEOUT_MS, &o, &e, err);
+    if (rc > 0)
+        rc = melt_errorf(err, MELT_EIO, "'adb devices -l' failed (exit %d)%s%s", rc,
+                         e && *e ? ": " : "", melt_last_line(e));
+    free(e);
+    adb_dev *d = rc == 0 ? calloc(ADB_MAX_DEVS, sizeof *d) : NULL;
+    melt_exp_device *v = d ? calloc(ADB_MAX_DEVS, sizeof *v) : NULL;
+    if (rc == 0 && !v)
+        rc = oom(err);
+    size_t k = rc == 0 ? parse_devices(o ? o : (char *)"", d, ADB_MAX_DEVS) : 0;
+    for (size_t i = 0; i < k; i++) {
+        v[i].transport = MELT_TRANSPORT_ADB;
+        if (!(v[i].name = strdup(d[i].serial)) || !(v[i].serial = strdup(d[i].serial))) {
+            melt_transport_free_list(v, i + 1);
+            v = NULL;
+            rc = oom(err);
+            break;
+        }
+    }
+    free(o);
+    free(d);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *devs = v;
+    *n = k;
+    return 0;
+}
+
 static int adb_open(const melt_exp_device *dev, void **state, melt_error *err)
 {
     if (!dev)
@@ -362,6 +409,8 @@ static int adb_open(const melt_exp_device *dev, void **state, melt_error *err)
         adb_close(s);
         return oom(err);
     }
+    s->want_screen_off = dev->android_screen_off;
+    s->want_unplug = dev->android_battery_unplug;
     int rc = select_device(s, dev, err);
     char *out = NULL;
     if (rc == 0) {
@@ -678,6 +727,124 @@ done:
     return rc;
 }
 
+/* Clock sync: `agent --echo` in the work folder; adb shell forwards its
+ * stdin to it (the shell protocol, adb and Android 7 or later). */
+static int adb_echo_open(void *state, const char *agent_path, melt_echo_chan *ch,
+                         melt_error *err)
+{
+    adb_state *s = state;
+    char *qagent = melt_shell_quote(agent_path);
+    size_t n = strlen(s->qworkdir) + (qagent ? strlen(qagent) : 0) + 48;
+    char *cmd = qagent ? malloc(n) : NULL;
+    int rc = 0;
+    if (!cmd) {
+        free(qagent);
+        return oom(err);
+    }
+    snprintf(cmd, n, "cd %s && exec %s --echo", s->qworkdir, qagent);
+    char *v[] = {s->adb, "-s", s->serial, "shell", cmd, NULL};
+    melt_proc_opts o = {0};
+    o.stdin_pipe = &ch->wfd;
+    o.new_process_group = true;
+    if ((rc = melt_proc_spawn(v, &o, &ch->proc, err)) < 0) {
+        rewrap(err, "device '%s' (adb %s): clock sync%s", s->name, s->serial, "");
+    } else {
+        ch->rfd = ch->proc.out_fd;   /* the channel owns it now */
+        ch->proc.out_fd = -1;
+    }
+    free(cmd);
+    free(qagent);
+    return rc;
+}
+
+/* ---- the Android rituals around a cell ---- */
+
+/* One adb call printing the device's state in sections: cpufreq governors,
+ * the thermal service, the battery, thermal zones. */
+static const char state_script[] =
+    "echo '#governor'; for f in /sys/devices/system/cpu/cpufreq/policy*/scaling_governor; do "
+    "[ -r \"$f\" ] && echo \"$f $(cat \"$f\")\"; done; "
+    "echo '#thermalservice'; dumpsys thermalservice 2>/dev/null; "
+    "echo '#battery'; dumpsys battery 2>/dev/null; "
+    "echo '#zones'; for z in /sys/class/thermal/thermal_zone*; do "
+    "[ -r \"$z/temp\" ] && echo \"$(cat \"$z/type\" 2>/dev/null) $(cat \"$z/temp\")\"; done; true";
+
+static int read_state(adb_state *s, char **json, melt_error *err)
+{
+    char *out = NULL;
+    int rc = adb_call(s, "reading the device state", state_script, ADB_CALL_TIMEOUT_MS, &out, err);
+    if (rc == 0 && json && !(*json = melt_adb_state_json(out)))
+        rc = oom(err);
+    free(out);
+    return rc;
+}
+
+/* Undo, newest first: the battery back to its real state, then the screen. */
+static void rituals_undo(adb_state *s)
+{
+    melt_error e = {0};
+    if (s->unplugged) {
+        s->unplugged = false;
+        adb_call(s, "dumpsys battery reset", "dumpsys battery reset", ADB_CALL_TIMEOUT_MS, NULL,
+                 &e);
+    }
+    if (s->screen_off) {
+        char cmd[96];
+        s->screen_off = false;
+        if (s->stay_on[0]) {
+            snprintf(cmd, sizeof cmd, "settings put global stay_on_while_plugged_in %s",
+                     s->stay_on);
+            adb_call(s, "restoring stay-awake", cmd, ADB_CALL_TIMEOUT_MS, NULL, &e);
+        }
+        adb_call(s, "waking the screen", "input keyevent KEYCODE_WAKEUP", ADB_CALL_TIMEOUT_MS,
+                 NULL, &e);
+    }
+}
+
+static int adb_cell_begin(void *state, char **json, melt_error *err)
+{
+    adb_state *s = state;
+    int rc = 0;
+    if (s->want_screen_off && !s->screen_off) {
+        /* stay-awake (a developer option) would light it again on USB power */
+        char *out = NULL;
+        s->stay_on[0] = '\0';
+        if (adb_call(s, "reading stay-awake", "settings get global stay_on_while_plugged_in",
+                     ADB_CALL_TIMEOUT_MS, &out, err) == 0) {
+            char *v = out;
+            while (*v == ' ' || *v == '\n')
+                v++;
+            size_t n = strspn(v, "0123456789");
+            if (n && n < sizeof s->stay_on)
+                snprintf(s->stay_on, sizeof s->stay_on, "%.*s", (int)n, v);
+        }
+        free(out);
+        rc = adb_call(s, "turning the screen off",
+                      "svc power stayon false && input keyevent KEYCODE_SLEEP",
+                      ADB_CALL_TIMEOUT_MS, NULL, err);
+        s->screen_off = true;   /* undo even when half done */
+    }
+    if (rc == 0 && s->want_unplug && !s->unplugged) {
+        s->unplugged = true;
+        rc = adb_call(s, "dumpsys battery unplug", "dumpsys battery unplug", ADB_CALL_TIMEOUT_MS,
+                      NULL, err);
+    }
+    if (rc == 0)
+        rc = read_state(s, json, err);
+    if (rc < 0)
+        rituals_undo(s);
+    return rc;
+}
+
+static void adb_cell_end(void *state, char **json)
+{
+    adb_state *s = state;
+    rituals_undo(s);
+    melt_error e = {0};
+    if (json && read_state(s, json, &e) < 0)
+        *json = NULL;
+}
+
 const melt_transport_ops melt_transport_adb = {
     .version = MELT_TRANSPORT_API_VERSION,
     .name = "adb",
@@ -686,4 +853,8 @@ const melt_transport_ops melt_transport_adb = {
     .push = adb_push,
     .free_space = adb_free_space,
     .close = adb_close,
+    .echo_open = adb_echo_open,
+    .cell_begin = adb_cell_begin,
+    .cell_end = adb_cell_end,
+    .list = adb_list,
 };

@@ -55,6 +55,23 @@ static int local_free_space(void *state, const char *dir, uint64_t *bytes, melt_
     return 0;
 }
 
+/* Clock sync: the agent with --echo, its stdin and stdout as the channel. */
+static int local_echo_open(void *state, const char *agent_path, melt_echo_chan *ch,
+                           melt_error *err)
+{
+    (void)state;
+    char *argv[] = {(char *)agent_path, "--echo", NULL};
+    melt_proc_opts o = {0};
+    o.stdin_pipe = &ch->wfd;
+    o.new_process_group = true;
+    int rc = melt_proc_spawn(argv, &o, &ch->proc, err);
+    if (rc < 0)
+        return rc;
+    ch->rfd = ch->proc.out_fd;   /* the channel owns it now */
+    ch->proc.out_fd = -1;
+    return 0;
+}
+
 static void local_close(void *state)
 {
     local_state *s = state;
@@ -72,4 +89,5 @@ const melt_transport_ops melt_transport_local = {
     .push = local_push,
     .free_space = local_free_space,
     .close = local_close,
+    .echo_open = local_echo_open,
 };

@@ -1,5 +1,6 @@
 /* melt — the table of transports. Adding one: a file in src/transport/
  * that defines its melt_transport_ops, and a line here. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "melt/transport.h"
@@ -27,4 +28,16 @@ const melt_transport_ops *melt_transport_find(const char *name)
             return t;
     }
     return NULL;
+}
+
+void melt_transport_free_list(melt_exp_device *devs, size_t n)
+{
+    for (size_t i = 0; devs && i < n; i++) {
+        free(devs[i].name);
+        free(devs[i].serial);
+        free(devs[i].host);
+        free(devs[i].user);
+        free(devs[i].workdir);
+    }
+    free(devs);
 }

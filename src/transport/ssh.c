@@ -498,6 +498,39 @@ done:
     return rc;
 }
 
+/* Clock sync: `agent --echo` in the work folder over the multiplexed
+ * connection, ssh's stdin and stdout as the channel (no -n, no tty). */
+static int ssh_echo_open(void *state, const char *agent_path, melt_echo_chan *ch,
+                         melt_error *err)
+{
+    ssh_state *s = state;
+    char *qagent = melt_shell_quote(agent_path);
+    size_t n = strlen(s->qworkdir) + (qagent ? strlen(qagent) : 0) + 48;
+    char *cmd = qagent ? malloc(n) : NULL;
+    char **v = cmd ? ssh_argv(s, true, "-T", NULL, cmd) : NULL;
+    int rc = 0;
+    if (!v) {
+        rc = oom(err);
+        goto done;
+    }
+    snprintf(cmd, n, "cd -- %s && exec %s --echo", s->qworkdir, qagent);
+    melt_proc_opts o = {0};
+    o.stdin_pipe = &ch->wfd;
+    o.new_process_group = true;
+    if ((rc = melt_proc_spawn(v, &o, &ch->proc, err)) < 0) {
+        melt_errorf(err, err->code, "device '%s' (ssh %s): clock sync: %s", s->name, s->host,
+                    err->msg);
+        goto done;
+    }
+    ch->rfd = ch->proc.out_fd;   /* the channel owns it now */
+    ch->proc.out_fd = -1;
+done:
+    free(v);
+    free(cmd);
+    free(qagent);
+    return rc;
+}
+
 const melt_transport_ops melt_transport_ssh = {
     .version = MELT_TRANSPORT_API_VERSION,
     .name = "ssh",
@@ -506,4 +539,5 @@ const melt_transport_ops melt_transport_ssh = {
     .push = ssh_push,
     .free_space = ssh_free_space,
     .close = ssh_close,
+    .echo_open = ssh_echo_open,
 };

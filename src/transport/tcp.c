@@ -28,6 +28,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -456,6 +458,22 @@ static int tcp_spawn(void *state, char *const argv[], melt_proc *p, melt_error *
     return 0;
 }
 
+/* Clock sync: a connection of its own to the listening agent, which
+ * answers "echo N" itself (agent_path is not needed). */
+static int tcp_echo_open(void *state, const char *agent_path, melt_echo_chan *ch,
+                         melt_error *err)
+{
+    (void)agent_path;
+    int fd = tcp_connect(state, err);
+    if (fd < 0)
+        return fd;
+    int one = 1;   /* each request is one small segment: no Nagle delay */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ch->wfd = ch->rfd = fd;
+    ch->proc.pid = -1;
+    return 0;
+}
+
 const melt_transport_ops melt_transport_tcp = {
     .version = MELT_TRANSPORT_API_VERSION,
     .name = "tcp",
@@ -464,4 +482,6 @@ const melt_transport_ops melt_transport_tcp = {
     .push = tcp_push,
     .free_space = tcp_free_space,
     .close = tcp_close,
+    .echo_open = tcp_echo_open,
+    .resident_agent = true,
 };

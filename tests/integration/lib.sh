@@ -64,4 +64,23 @@ expect_lines() {
     expect_eq "$1" "$_c" "$3"
 }
 
+# wait_cell_agent DIR: bounded wait (10 s) until a pid file of a remote
+# transport in DIR (.melt-pid.*) names a running agent that runs a cell
+# (--plan on its command line; not the runner's --describe or --echo
+# calls), then 0.5 s more. Returns 1 when none came.
+wait_cell_agent() {
+    _i=0
+    while [ $_i -lt 100 ]; do
+        for _f in "$1"/.melt-pid.*; do
+            [ -f "$_f" ] || continue
+            _p=$(cat "$_f" 2>/dev/null)
+            if [ -n "$_p" ] && tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q -- '--plan'; then
+                sleep 0.5; return 0
+            fi
+        done
+        sleep 0.1; _i=$((_i + 1))
+    done
+    return 1
+}
+
 finish() { echo "RESULT $_pass $_fail"; }

@@ -1,7 +1,9 @@
 # The agent cross-built for aarch64 (make agent-aarch64: static, libc only)
 # and run under qemu-aarch64-static: its ELF header, greedy tokens of
-# stories260K against tests/fixtures/stories260K/greedy.jsonl (the scalar
-# kernels until NEON lands), and a full small experiment through
+# stories260K against tests/fixtures/stories260K/greedy.jsonl with the
+# kernels AUTO picks there (neon-dotprod on qemu's default CPU model; neon
+# on a cortex-a57 without the dot product extension; scalar when forced by
+# MELT_KERNELS: the same tokens), and a full small experiment through
 # `melt run --agent scripts/qemu-aarch64-agent` (local transport).
 # Missing cross tools are installed with scripts/deps.sh cross; when that
 # fails every check below fails with the reason (never skipped).
@@ -78,9 +80,29 @@ check "qemu_agent_runs_plan" "$QEMU" "$XAGENT" -m "$MODEL" --plan "$T/greedy.pla
 cp "$T/out" "$T/greedy.jsonl"
 expect "hello_says_aarch64" "$T/greedy.jsonl" '"ev":"hello".*"arch":"aarch64"'
 expect "bye_ok" "$T/greedy.jsonl" '"ev":"bye".*"status":"ok"'
-toks() { sed -n "s/.*\"ev\":\"token\".*\"req\":$1,.*\"id\":\([0-9]*\).*/\1/p" "$T/greedy.jsonl" | paste -sd, -; }
+toks() { sed -n "s/.*\"ev\":\"token\".*\"req\":$1,.*\"id\":\([0-9]*\).*/\1/p" "${2:-$T/greedy.jsonl}" | paste -sd, -; }
 expect_eq "greedy_tokens_prompt1_match_fixture" "$(toks 0)" "$(gen 1)"
 expect_eq "greedy_tokens_prompt2_match_fixture" "$(toks 1)" "$(gen 2)"
+# AUTO above ran neon-dotprod (select.c: the CPU reports NEON and DOTPROD);
+# the plain neon family (AUTO on a cortex-a57) and the scalar one give the
+# same tokens.
+expect "hello_features_neon_dotprod" "$T/greedy.jsonl" '"ev":"hello".*"features":"NEON DOTPROD'
+check "qemu_a57_agent_runs_plan" "$QEMU" -cpu cortex-a57 "$XAGENT" -m "$MODEL" \
+    --plan "$T/greedy.plan" --temp 0 -t 2
+cp "$T/out" "$T/greedy-a57.jsonl"
+expect_not "a57_hello_features_no_dotprod" "$T/greedy-a57.jsonl" '"ev":"hello".*"features":"[^"]*DOTPROD'
+expect_eq "a57_neon_greedy_tokens_prompt1_match_fixture" "$(toks 0 "$T/greedy-a57.jsonl")" "$(gen 1)"
+expect_eq "a57_neon_greedy_tokens_prompt2_match_fixture" "$(toks 1 "$T/greedy-a57.jsonl")" "$(gen 2)"
+MELT_KERNELS=scalar check "qemu_scalar_agent_runs_plan" "$QEMU" "$XAGENT" -m "$MODEL" \
+    --plan "$T/greedy.plan" --temp 0 -t 2
+cp "$T/out" "$T/greedy-scalar.jsonl"
+expect_eq "scalar_greedy_tokens_prompt1_match_fixture" "$(toks 0 "$T/greedy-scalar.jsonl")" "$(gen 1)"
+expect_eq "scalar_greedy_tokens_prompt2_match_fixture" "$(toks 1 "$T/greedy-scalar.jsonl")" "$(gen 2)"
+# forcing neon-dotprod on a CPU without it: a clear error, no tokens
+MELT_KERNELS=neon-dotprod check_exit "a57_forced_neon_dotprod_fails" 1 "$QEMU" -cpu cortex-a57 \
+    "$XAGENT" -m "$MODEL" --plan "$T/greedy.plan" --temp 0 -t 2
+expect "a57_forced_neon_dotprod_error_names_it" "$T/out" \
+    '"ev":"error".*kernels .neon-dotprod. are not supported by this CPU \(features: NEON\)'
 
 # ---- a full experiment through the emulator wrapper -------------------------
 cat >"$T/arm.yaml" <<YAML

@@ -68,6 +68,12 @@ if [ $have_sqlite = 1 ]; then
     expect_eq "adb_token_events_stored" "$(q "select count(*) from events where kind='token'")" 8
     expect_eq "adb_device_recorded" \
         "$(q "select count(*) from cells where device like '%\"transport\":\"adb\"%'")" 1
+    # clock sync through `adb shell melt-agent --echo` (stdin forwarded)
+    expect_eq "adb_clock_synced_before_and_after" \
+        "$(q "select group_concat(at, ',') from (select at from clock_syncs order by id)")" \
+        "before,after"
+    expect_eq "adb_trial_has_its_clock" \
+        "$(q "select count(*) from trials where clock_offset_ns is not null")" 1
 fi
 
 # ---- (b) unchanged files are not pushed again -----------------------------------
@@ -105,13 +111,7 @@ expect "other_abi_message" "$T/err" "is arm64-v8a but '.*melt-agent' is built fo
 
 # ---- (d) Ctrl-C reaches the agent on the phone -----------------------------------
 PLAIN="$FAKE_ADB_ROOT/data/local/tmp/melt"
-wait_agent() { # bounded wait for the agent's pid file on the phone
-    i=0
-    while [ $i -lt 100 ] && ! ls -A "$PLAIN" 2>/dev/null | grep -q '^\.melt-pid'; do
-        sleep 0.1; i=$((i + 1))
-    done
-    sleep 0.5
-}
+wait_agent() { wait_cell_agent "$PLAIN"; }   # the cell's agent, not --describe/--echo
 IDB="$T/int.db"
 "$MELT" run "$T/plain.yaml" --db "$IDB" --idle-ms 4000 >"$T/int.out" 2>"$T/int.err" &
 MPID=$!

@@ -143,6 +143,10 @@ if [ $have_sqlite = 1 ]; then
     expect_eq "ssh_token_events_stored" "$(q "select count(*) from events where kind='token'")" 8
     expect_eq "ssh_device_recorded" \
         "$(q "select count(*) from cells where device like '%\"transport\":\"ssh\"%'")" 1
+    # clock sync through `ssh ... melt-agent --echo`: the "device" is this
+    # machine, so the offset is 0 within the uncertainty
+    expect_eq "ssh_clock_offset_zero_within_uncertainty" \
+        "$(q "select count(*) from clock_syncs where abs(offset_ns) <= uncertainty_ns")" 2
 fi
 # deployed again unchanged: nothing is copied (a copy renames a new file in)
 ino_model=$(stat -c %i "$DEV/stories260K.gguf")
@@ -159,13 +163,7 @@ check_exit "unreachable_device_exits_1" 1 "$MELT" run "$T/down.yaml" --db "$T/do
 expect "unreachable_device_message_names_it" "$T/err" "device 'box' \(ssh 127.0.0.1\): connecting .*failed \(ssh exit 255\)"
 
 # ---- Ctrl-C: reaches the remote agent, which ends with bye "interrupted" ----
-wait_agent() { # bounded wait for the agent's pid file on the device
-    i=0
-    while [ $i -lt 100 ] && ! ls -A "$DEV" | grep -q '^\.melt-pid'; do
-        sleep 0.1; i=$((i + 1))
-    done
-    sleep 0.5
-}
+wait_agent() { wait_cell_agent "$DEV"; }   # the cell's agent, not --describe/--echo
 exp "$T/int.yaml" intr
 IDB="$T/int.db"
 "$MELT" run "$T/int.yaml" --db "$IDB" --idle-ms 4000 >"$T/int.out" 2>"$T/int.err" &

@@ -78,6 +78,26 @@ DB="$T/tcp.db"
 check "run_over_tcp_exits_0" "$MELT" run "$T/tcp.yaml" --db "$DB" --idle-ms 0
 expect "run_over_tcp_prints_summary" "$T/out" 'decode_tps'
 check "model_pushed_to_agent" cmp "$MODEL" "$DEV/stories260K.gguf"
+# the listening agent runs every cell itself: no agent binary is pushed
+check "agent_binary_not_pushed" test ! -e "$DEV/melt-agent"
+# melt devices describes it through the listening agent (--describe)
+MELT_ADB=/nonexistent check "devices_with_tcp_board_exits_0" "$MELT" devices "$T/tcp.yaml"
+expect "devices_tcp_board_reachable" "$T/out" "^board \(tcp 127.0.0.1:$PORT\): reachable\$"
+sed -n '/^board /,/^[^ ]/{/^  /p}' "$T/out" >"$T/board.txt"
+expect "devices_tcp_board_described" "$T/board.txt" "^  cores     $(nproc)\$"
+if command -v sqlite3 >/dev/null 2>&1; then
+    # clock sync by `echo` to the listening agent: same host clock, so the
+    # offset is 0 within the uncertainty
+    expect_eq "tcp_clock_synced_before_and_after" \
+        "$(sqlite3 "$DB" "select group_concat(at, ',') from (select at from clock_syncs order by id)")" \
+        "before,after"
+    # the device's description (melt-agent --describe over tcp) fills the
+    # cell's metadata columns, as the host's own do for local cells
+    expect_eq "tcp_cell_kernel_from_describe" \
+        "$(sqlite3 "$DB" "select count(*) from cells where kernel like '%$(uname -r) $(uname -m)' and length(cpu_features) > 0 and json_extract(device, '\$.info.cores') = $(nproc)")" 1
+    expect_eq "tcp_clock_offset_zero_within_uncertainty" \
+        "$(sqlite3 "$DB" "select count(*) from clock_syncs where abs(offset_ns) <= uncertainty_ns and uncertainty_ns < 1000000")" 2
+fi
 check "export_over_tcp" "$MELT" results export --db "$DB" --format jsonl
 expect "export_has_decode_tps_n1" "$T/out" '"metric":"decode_tps","unit":"tok/s","n":1,'
 ino_model=$(stat -c %i "$DEV/stories260K.gguf")

@@ -237,7 +237,7 @@ static void event_rejects_malformed_lines_with_a_reason(void **state)
     BAD("{\"t_ns\":1,\"status\":\"ok\"}", "missing \"ev\"");
     BAD("{\"ev\":\"bye\",\"status\":\"ok\"}", "missing \"t_ns\"");
     BAD("{\"ev\":\"bye\",\"t_ns\":1}", "without \"status\"");
-    BAD("{\"ev\":\"token\",\"t_ns\":1,\"req\":0,\"i\":0}", "without \"id\"");
+    BAD("{\"ev\":\"token\",\"t_ns\":1,\"req\":0,\"id\":4}", "without \"i\"");
     BAD("{\"ev\":\"nope\",\"t_ns\":1}", "unknown event kind 'nope'");
     BAD("{\"ev\":3,\"t_ns\":1}", "\"ev\" is not a string");
     BAD("{\"ev\":\"bye\",\"ev\":\"bye\",\"t_ns\":1,\"status\":\"ok\"}", "duplicate key 'ev'");
@@ -286,6 +286,26 @@ static void event_rejects_malformed_lines_with_a_reason(void **state)
         assert_int_equal(melt_event_parse(cut, k, &ev, &err), MELT_EFORMAT);
         free(cut);
     }
+}
+
+/* A backend that streams text only (an HTTP chat, a CLI) has no token ids:
+ * the token line then has no "id" and reads back as -1. */
+static void event_token_without_id_is_text_only(void **state)
+{
+    (void)state;
+    melt_event ev = blank(MELT_EV_TOKEN, 7), back;
+    ev.req = 2;
+    ev.i = 3;
+    char buf[256];
+    melt_event_format(&ev, buf, sizeof buf);
+    assert_string_equal(buf, "{\"ev\":\"token\",\"t_ns\":7,\"req\":2,\"i\":3}\n");
+    melt_error err = {0};
+    assert_int_equal(melt_event_parse(buf, strlen(buf), &back, &err), 0);
+    assert_int_equal(back.id, -1);
+    assert_int_equal(back.i, 3);
+    ev.id = 0;   /* id 0 is a real id and is written */
+    melt_event_format(&ev, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"id\":0}"));
 }
 
 static void event_hello_details_that_are_not_an_object_become_info(void **state)
@@ -587,6 +607,7 @@ int main(void)
         cmocka_unit_test(event_skips_unknown_keys_and_nested_values),
         cmocka_unit_test(event_rejects_malformed_lines_with_a_reason),
         cmocka_unit_test(event_hello_details_that_are_not_an_object_become_info),
+        cmocka_unit_test(event_token_without_id_is_text_only),
         cmocka_unit_test(event_format_reports_needed_length),
         cmocka_unit_test(event_kind_names_round_trip),
         cmocka_unit_test(stream_reports_bad_lines_and_keeps_going),

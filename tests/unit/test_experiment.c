@@ -142,9 +142,9 @@ static void experiment_wrong_types_name_key_and_value(void **state)
                  "exp.yaml:5:25: sampling.temperature: expected a number, got 'hot'");
     expect_error(MINIMAL "engines:\n  - kv_type: q8\n",
                  "exp.yaml:6:14: engines[0].kv_type: unknown kv_type 'q8' (one of: f16, f32)");
-    expect_error(MINIMAL "engines:\n  - backend: llamacpp\n",
-                 "exp.yaml:6:14: engines[0].backend: backend 'llamacpp' is not supported yet "
-                 "(supported: builtin)");
+    expect_error(MINIMAL "engines:\n  - backend: llama\n",
+                 "exp.yaml:6:14: engines[0].backend: unknown backend 'llama' (one of: builtin, "
+                 "llamacpp, mlc, openai)");
     expect_error(MINIMAL "cooldown: {min_wait_s: 10, max_wait_s: 5}\n",
                  "exp.yaml:5:40: cooldown.max_wait_s: 5 is below min_wait_s (10)");
     expect_error(MINIMAL "seed: -1\n",
@@ -155,6 +155,55 @@ static void experiment_wrong_types_name_key_and_value(void **state)
                  "exp.yaml:5:7: name: may not hold control characters");
     expect_error("[1, 2]\n", "exp.yaml:1:1: expected a mapping of keys at the top level, got a list");
     expect_error("", "exp.yaml:1:1: the experiment file is empty");
+}
+
+/* Engine entries of the frameworks under test: each backend takes its own
+ * keys, the id leads with the backend and its mode, and wrong keys or
+ * values are one-line errors naming the place. */
+static void experiment_backend_options_are_checked_and_kept(void **state)
+{
+    (void)state;
+    melt_experiment *e = NULL;
+    assert_string_equal(parse(MINIMAL "engines:\n"
+                              "  - {backend: llamacpp, mode: cli, binary: /opt/llama-completion, threads: 2}\n"
+                              "  - {backend: llamacpp, port: 8099, args: [--flash-attn, 'on']}\n"
+                              "  - {backend: openai, url: 'http://10.0.0.2:8080/v1', api_key_env: MY_KEY,"
+                              " model: stories}\n"
+                              "  - {backend: mlc, model: Llama-3-q4f16_1-MLC, args: --mode=local}\n",
+                              &e), "");
+    assert_int_equal(e->n_engines, 4);
+    assert_string_equal(e->engines[0].id, "llamacpp-cli-t2-c2048");
+    assert_string_equal(e->engines[0].mode, "cli");
+    assert_string_equal(e->engines[0].binary, "/opt/llama-completion");
+    assert_string_equal(e->engines[1].id, "llamacpp-server-tall-c2048");   /* the default mode */
+    assert_null(e->engines[1].mode);
+    assert_int_equal(e->engines[1].port, 8099);
+    assert_int_equal(e->engines[1].n_args, 2);
+    assert_string_equal(e->engines[1].args[1], "on");
+    assert_string_equal(e->engines[2].backend, "openai");
+    assert_string_equal(e->engines[2].url, "http://10.0.0.2:8080/v1");
+    assert_string_equal(e->engines[2].api_key_env, "MY_KEY");
+    assert_string_equal(e->engines[2].model, "stories");
+    assert_int_equal(e->engines[3].n_args, 1);
+    assert_string_equal(e->engines[3].args[0], "--mode=local");
+    melt_experiment_free(e);
+
+    expect_error(MINIMAL "engines:\n  - {backend: builtin, url: 'http://x'}\n",
+                 "exp.yaml:6:29: engines[0].url: not used by backend 'builtin'");
+    expect_error(MINIMAL "engines:\n  - {backend: openai}\n",
+                 "exp.yaml:6:5: engines[0]: missing required key 'url' (backend 'openai')");
+    expect_error(MINIMAL "engines:\n  - {backend: openai, url: 'https://api.x/v1'}\n",
+                 "exp.yaml:6:28: engines[0].url: expected an http:// URL, got 'https://api.x/v1' "
+                 "(for https, reach the server through a TLS tunnel)");
+    expect_error(MINIMAL "engines:\n  - {backend: openai, url: 'http://h', api_key_env: 'A-B'}\n",
+                 "exp.yaml:6:53: engines[0].api_key_env: expected the name of an environment "
+                 "variable, got 'A-B'");
+    expect_error(MINIMAL "engines:\n  - {backend: llamacpp, mode: batch}\n",
+                 "exp.yaml:6:31: engines[0].mode: unknown mode 'batch' (one of: server, cli)");
+    expect_error(MINIMAL "engines:\n  - {backend: llamacpp, port: 0}\n",
+                 "exp.yaml:6:31: engines[0].port: expected a positive integer, got '0'");
+    expect_error(MINIMAL "engines:\n  - {backend: mlc, args: [1, [2]]}\n",
+                 "exp.yaml:6:30: engines[0].args[1]: expected a string, got a list");
 }
 
 static void experiment_missing_and_empty_are_errors(void **state)
@@ -536,6 +585,7 @@ int main(void)
         cmocka_unit_test(experiment_unknown_key_suggests_nearest),
         cmocka_unit_test(experiment_wrong_types_name_key_and_value),
         cmocka_unit_test(experiment_missing_and_empty_are_errors),
+        cmocka_unit_test(experiment_backend_options_are_checked_and_kept),
         cmocka_unit_test(experiment_duplicates_are_errors),
         cmocka_unit_test(experiment_yaml_syntax_errors_give_one_line),
         cmocka_unit_test(experiment_lists_expand_in_documented_order),

@@ -454,6 +454,179 @@ static void avx512_vnni_vec_dots_are_bit_identical_to_scalar(void **state)
     }
 }
 
+/* The avx512 family's tiled matmuls (16 rows per register, 8 tokens per
+ * pass, token groups, the last tile partly masked; q4_K on AVX512_VBMI)
+ * equal the scalar matmul bit for bit: raw weight blocks (every quant
+ * byte random, largest scales) and raw activations (all -128, all 127 or
+ * random, with random bsums), row counts around the tile of 16, token
+ * counts around the pass of 8 and the group of 16, any thread split. */
+static void avx512_tiled_matmul_equals_scalar_on_raw_blocks(void **state)
+{
+    (void)state;
+    if (!melt_kernels_avx512_usable()) skip();
+    static const uint32_t types[] = {MELT_TYPE_Q4_0, MELT_TYPE_Q8_0, MELT_TYPE_Q4_K, MELT_TYPE_Q6_K,
+                                     MELT_TYPE_Q5_K};
+    static const int n_outs[] = {1, 5, 16, 17, 40};
+    static const int n_toks[] = {1, 2, 8, 9, 13, 17, 33};
+    static const int qs[] = {0, -128, 127};
+    const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
+    assert_non_null(fast);
+    uint64_t seed = 0x7113d;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const uint32_t t = types[k];
+        const int64_t n_in = block_of(t) == 32 ? 5 * 32 : 2 * 256;
+        uint64_t rb;
+        assert_true(melt_type_row_bytes(t, (uint64_t)n_in, &rb));
+        const size_t ab = fast->act_row_bytes(t, n_in);
+        assert_int_equal(ab, slow->act_row_bytes(t, n_in));
+        for (size_t o = 0; o < sizeof n_outs / sizeof n_outs[0]; o++)
+            for (size_t tt = 0; tt < sizeof n_toks / sizeof n_toks[0]; tt++) {
+                const int n_out = n_outs[o], n_tok = n_toks[tt];
+                const int q = qs[(o + tt) % 3];
+                const bool max = (o + tt) % 2 == 1;
+                uint8_t *wd = xmalloc(rb * (size_t)n_out);
+                for (int r = 0; r < n_out; r++) raw_weights(t, n_in, &seed, max, wd + (size_t)r * rb);
+                uint8_t *xq = xmalloc(ab * (size_t)n_tok);
+                for (int i = 0; i < n_tok; i++) raw_acts(t, n_in, &seed, i % 2 ? q : 0, max, xq + (size_t)i * ab);
+                float *x = xmalloc((size_t)n_tok * (size_t)n_in * sizeof *x);   /* unused by these types */
+                float *wf = xmalloc((size_t)n_in * sizeof *wf);
+                melt_weight w = {.type = t, .n_in = n_in, .n_out = n_out, .row_bytes = rb, .data = wd};
+                snprintf(w.name, sizeof w.name, "test.%s", type_name(t));
+                float *want = xmalloc((size_t)n_tok * n_out * sizeof *want);
+                float *got = xmalloc((size_t)n_tok * n_out * sizeof *got);
+                slow->matmul(&w, x, xq, n_tok, want, wf, 0, 1);
+                for (int nth = 1; nth <= 3; nth++) {
+                    memset(got, 0xff, (size_t)n_tok * n_out * sizeof *got);
+                    for (int ith = 0; ith < nth; ith++) fast->matmul(&w, x, xq, n_tok, got, wf, ith, nth);
+                    for (int i = 0; i < n_tok * n_out; i++) {
+                        uint32_t bw, bg;
+                        memcpy(&bw, &want[i], sizeof bw);
+                        memcpy(&bg, &got[i], sizeof bg);
+                        if (bw != bg)
+                            fail_msg("%s %d rows x %d tokens, %d threads, q %d: output %d (token %d row %d): "
+                                     "scalar %.9g, avx512 %.9g",
+                                     type_name(t), n_out, n_tok, nth, q, i, i / n_out, i % n_out,
+                                     (double)want[i], (double)got[i]);
+                    }
+                }
+                free(wd);
+                free(xq);
+                free(x);
+                free(wf);
+                free(want);
+                free(got);
+            }
+    }
+}
+
+/* The avx512 family's attention over an F16 cache (scores 8 positions at
+ * a time, V sums 16 dimensions at a time) equals the scalar family's bit
+ * for bit, for position counts around 8 and 16 and head sizes that take
+ * the fast path (multiples of 16) or fall back. */
+static void avx512_attend_equals_scalar_over_f16_cache(void **state)
+{
+    (void)state;
+    if (!melt_kernels_avx512_usable()) skip();
+    const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
+    static const int head_dims[] = {16, 64, 128, 24};
+    uint64_t seed = 0xa77e;
+    for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++) {
+        const int hd = head_dims[h];
+        const size_t stride = (size_t)hd * 3;   /* three KV heads per position */
+        for (int n_kv = 1; n_kv <= 41; n_kv += (n_kv < 18 ? 1 : 4)) {
+            uint16_t *k = xmalloc((size_t)n_kv * stride * sizeof *k), *v = xmalloc((size_t)n_kv * stride * sizeof *v);
+            for (size_t i = 0; i < (size_t)n_kv * stride; i++) {
+                k[i] = melt_fp32_to_fp16(2.0f * test_rand_f32(&seed));
+                v[i] = melt_fp32_to_fp16(test_rand_f32(&seed));
+            }
+            float *q = xmalloc((size_t)hd * sizeof *q);
+            for (int d = 0; d < hd; d++) q[d] = 3.0f * test_rand_f32(&seed);
+            const melt_kv_view kv = {.f16 = true, .k = k + hd, .v = v + hd, .stride = stride};
+            float *att = xmalloc((size_t)(n_kv + hd) * sizeof *att);
+            float *want = xmalloc((size_t)hd * sizeof *want), *got = xmalloc((size_t)hd * sizeof *got);
+            const float scale = 1.0f / sqrtf((float)hd);
+            slow->attend(want, q, &kv, n_kv, hd, scale, att);
+            fast->attend(got, q, &kv, n_kv, hd, scale, att);
+            for (int d = 0; d < hd; d++)
+                if (memcmp(&want[d], &got[d], sizeof(float)) != 0)
+                    fail_msg("attend head_dim %d, %d positions: out[%d] scalar %.9g, avx512 %.9g", hd, n_kv, d,
+                             (double)want[d], (double)got[d]);
+            free(k);
+            free(v);
+            free(q);
+            free(att);
+            free(want);
+            free(got);
+        }
+    }
+}
+
+/* The avx512 family's softmax (exp on 16 lanes, the same tree and
+ * double sums) equals the scalar family's bit for bit, for lengths around
+ * 16, spreads that underflow exp to subnormals and to zero, and ties. */
+static void avx512_softmax_equals_scalar(void **state)
+{
+    (void)state;
+    if (!melt_kernels_avx512_usable()) skip();
+    const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
+    static const float spreads[] = {1.0f, 30.0f, 95.0f, 120.0f, 1000.0f};
+    uint64_t seed = 0x50f7;
+    float a[80], b[80];
+    for (int n = 1; n <= 80; n++)
+        for (size_t k = 0; k < sizeof spreads / sizeof spreads[0]; k++) {
+            for (int i = 0; i < n; i++) a[i] = spreads[k] * test_rand_f32(&seed);
+            if (n > 3) a[n / 2] = a[1];   /* a tie */
+            memcpy(b, a, sizeof(float) * (size_t)n);
+            slow->softmax(a, n);
+            fast->softmax(b, n);
+            for (int i = 0; i < n; i++)
+                if (memcmp(&a[i], &b[i], sizeof(float)) != 0)
+                    fail_msg("softmax n %d spread %g: [%d] scalar %.9g, avx512 %.9g", n, (double)spreads[k], i,
+                             (double)a[i], (double)b[i]);
+        }
+}
+
+/* The avx512 family's activation quantizers (q8_0 for q4_0 / q5_0 / q8_0
+ * weights, q8_K for the k-quants) give the scalar family's bytes: random
+ * rows of several scales, values at exact halves of the quantization
+ * step (roundf's ties away from zero), ties for the largest magnitude of
+ * either sign, all-zero blocks, several tokens split over threads. */
+static void avx512_act_convert_equals_scalar(void **state)
+{
+    (void)state;
+    if (!melt_kernels_avx512_usable()) skip();
+    const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
+    static const uint32_t types[] = {MELT_TYPE_Q8_0, MELT_TYPE_Q4_0, MELT_TYPE_Q4_K, MELT_TYPE_Q6_K};
+    const int64_t n_in = 512;
+    const int n_tok = 5;
+    uint64_t seed = 0xac7;
+    float *x = xmalloc((size_t)n_tok * n_in * sizeof *x);
+    for (int round = 0; round < 6; round++) {
+        for (int64_t i = 0; i < n_tok * n_in; i++) {
+            x[i] = (round < 3 ? 1e-3f * (float)(1 + round * 100) : 1.0f) * test_rand_f32(&seed);
+            if (round == 3) x[i] = (float)((int)(x[i] * 16)) / 2.0f + 0.5f;   /* halves: ties */
+            if (round == 4 && i % 7 == 0) x[i] = (i % 14 ? 1.0f : -1.0f);    /* equal magnitudes */
+        }
+        if (round == 5)
+            for (int64_t i = 0; i < 256; i++) x[i] = 0.0f;   /* a zero block */
+        for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+            const uint32_t t = types[k];
+            const size_t ab = slow->act_row_bytes(t, n_in);
+            uint8_t *want = xmalloc(ab * n_tok), *got = xmalloc(ab * n_tok);
+            memset(got, 0x5a, ab * n_tok);
+            slow->act_convert(t, x, n_tok, n_in, want, 0, 1);
+            for (int ith = 0; ith < 2; ith++) fast->act_convert(t, x, n_tok, n_in, got, ith, 2);
+            for (size_t i = 0; i < ab * n_tok; i++)
+                if (want[i] != got[i])
+                    fail_msg("act_convert %s round %d: byte %zu of %zu: scalar 0x%02x, avx512 0x%02x", type_name(t),
+                             round, i, ab * n_tok, want[i], got[i]);
+            free(want);
+            free(got);
+        }
+    }
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +637,10 @@ int main(void)
         cmocka_unit_test(avx2_matmul_equals_scalar_matmul_for_odd_shapes_and_splits),
         cmocka_unit_test(avx2_family_logits_equal_scalar_family_on_fixtures),
         cmocka_unit_test(avx512_vnni_vec_dots_are_bit_identical_to_scalar),
+        cmocka_unit_test(avx512_tiled_matmul_equals_scalar_on_raw_blocks),
+        cmocka_unit_test(avx512_attend_equals_scalar_over_f16_cache),
+        cmocka_unit_test(avx512_softmax_equals_scalar),
+        cmocka_unit_test(avx512_act_convert_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

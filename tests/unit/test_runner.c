@@ -102,6 +102,42 @@ static void agent_argv_all_threads_gives_no_t_flag(void **state)
     melt_experiment_free(e);
 }
 
+/* Frameworks under test: the engine entry's backend options reach the
+ * agent as flags; an OpenAI endpoint gets the served model's name (or
+ * none), never the model file. */
+static void agent_argv_carries_backend_options(void **state)
+{
+    (void)state;
+    melt_experiment *e = load("models:\n  - synth: {preset: tiny}\n"
+                              "workloads:\n  - synthetic: {prompt_tokens: 4, gen_tokens: 4}\n"
+                              "engines:\n"
+                              "  - {backend: llamacpp, mode: cli, binary: /b/llama-completion,"
+                              " args: [--mlock, -fa], threads: 2}\n"
+                              "  - {backend: openai, url: 'http://10.1.2.3:8080/v1', api_key_env: K}\n"
+                              "  - {backend: openai, name: edge, url: 'http://h:1', model: stories}\n");
+    melt_cell c;
+    char **argv = NULL;
+    melt_error err = {0};
+    assert_true(melt_experiment_cell(e, 0, &c));
+    assert_int_equal(melt_runner_agent_argv(e, &c, "a", "/m/x.gguf", "p", 0, NULL, &argv, &err), 0);
+    assert_non_null(strstr(join(argv), "a -m /m/x.gguf --backend llamacpp --backend-mode cli "
+                                       "--binary /b/llama-completion --server-arg --mlock "
+                                       "--server-arg -fa -t 2 "));
+    melt_runner_argv_free(argv);
+    assert_true(melt_experiment_cell(e, 1, &c));
+    assert_int_equal(melt_runner_agent_argv(e, &c, "a", "/m/x.gguf", "p", 0, NULL, &argv, &err), 0);
+    assert_non_null(strstr(join(argv), "a --backend openai --url http://10.1.2.3:8080/v1 "
+                                       "--api-key-env K -c 2048"));
+    assert_null(strstr(join(argv), "x.gguf"));
+    melt_runner_argv_free(argv);
+    assert_true(melt_experiment_cell(e, 2, &c));
+    assert_int_equal(melt_runner_agent_argv(e, &c, "a", "/m/x.gguf", "p", 0, NULL, &argv, &err), 0);
+    assert_non_null(strstr(join(argv), "a -m stories --backend openai "));
+    assert_string_equal(c.engine->id, "edge-tall-c2048");
+    melt_runner_argv_free(argv);
+    melt_experiment_free(e);
+}
+
 static void durations_format_for_eta(void **state)
 {
     (void)state;
@@ -185,6 +221,7 @@ int main(void)
         cmocka_unit_test(agent_argv_carries_engine_sampling_plan_and_probes),
         cmocka_unit_test(agent_argv_leaves_out_idle_when_zero_and_adds_probe_root),
         cmocka_unit_test(agent_argv_all_threads_gives_no_t_flag),
+        cmocka_unit_test(agent_argv_carries_backend_options),
         cmocka_unit_test(durations_format_for_eta),
         cmocka_unit_test(synth_cache_name_is_preset_type_seed),
         cmocka_unit_test(transport_table_has_local_and_ssh),

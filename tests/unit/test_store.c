@@ -69,12 +69,13 @@ static void store_creates_the_latest_schema_in_wal_mode(void **state)
     const char *path = fresh_db("schema.db");
     melt_store *s = open_ok(path);
     assert_int_equal(melt_store_schema_version(s), melt_store_schema_latest());
-    assert_int_equal(melt_store_schema_latest(), 2);
+    assert_int_equal(melt_store_schema_latest(), 3);
     melt_store_close(s);
-    assert_int_equal(sql_int(path, "SELECT max(version) FROM schema_version"), 2);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 2);
+    assert_int_equal(sql_int(path, "SELECT max(version) FROM schema_version"), 3);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 3);
     assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                                   "('runs','cells','trials','events','summaries','samples')"), 6);
+                                   "('runs','cells','trials','events','summaries','samples',"
+                                   "'clock_syncs')"), 7);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st;
@@ -86,7 +87,7 @@ static void store_creates_the_latest_schema_in_wal_mode(void **state)
     /* opening again changes nothing */
     s = open_ok(path);
     melt_store_close(s);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 3);
 }
 
 static void store_round_trips_every_event_field(void **state)
@@ -202,7 +203,7 @@ static void store_migrates_a_version_1_database(void **state)
                    "INSERT INTO events(trial, seq, kind, t_ns) VALUES (1, 0, 'bye', 7);");
 
     melt_store *s = open_ok(path);
-    assert_int_equal(melt_store_schema_version(s), 2);
+    assert_int_equal(melt_store_schema_version(s), 3);
     melt_run_info ri;
     assert_int_equal(melt_store_find_run(s, "old", &ri, &err), 0);
     assert_int_equal(ri.n_trials_ok, 1);
@@ -223,7 +224,48 @@ static void store_migrates_a_version_1_database(void **state)
     melt_store_close(s);
     assert_int_equal(sql_int(path, "SELECT count(*) FROM summaries"), 1);
     assert_int_equal(sql_int(path, "SELECT mean * 10 FROM summaries"), 45);
-    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 3);
+}
+
+/* Version 3: a cell's clock sync estimates, before and after, in order;
+ * nonsense is refused before it reaches the database. */
+static void store_keeps_clock_syncs_per_cell(void **state)
+{
+    (void)state;
+    const char *path = fresh_db("clock.db");
+    melt_store *s = open_ok(path);
+    melt_error err = {0};
+    int64_t run = 0, cell = 0, other = 0;
+    melt_run_meta rm = {.name = "clk"};
+    assert_int_equal(melt_store_begin_run(s, &rm, &run, &err), 0);
+    melt_cell_meta cm = {.cell_id = "a"};
+    assert_int_equal(melt_store_add_cell(s, run, &cm, &cell, &err), 0);
+    cm.cell_id = "b";
+    assert_int_equal(melt_store_add_cell(s, run, &cm, &other, &err), 0);
+    melt_clock_sync_row r = {.cell_rowid = cell, .at = "before", .host_ns = 1000,
+                             .offset_ns = -123456789012345, .uncertainty_ns = 40,
+                             .rtt_ns = 80, .rounds = 16};
+    assert_int_equal(melt_store_add_clock_sync(s, &r, &err), 0);
+    snprintf(r.at, sizeof r.at, "after");
+    r.host_ns = 9000;
+    r.offset_ns = -123456789012300;
+    assert_int_equal(melt_store_add_clock_sync(s, &r, &err), 0);
+    snprintf(r.at, sizeof r.at, "during");
+    assert_int_equal(melt_store_add_clock_sync(s, &r, &err), MELT_EINVAL);
+    melt_clock_sync_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(melt_store_list_clock_syncs(s, cell, &rows, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].at, "before");
+    assert_true(rows[0].offset_ns == -123456789012345 && rows[0].host_ns == 1000);
+    assert_true(rows[0].uncertainty_ns == 40 && rows[0].rtt_ns == 80 && rows[0].rounds == 16);
+    assert_string_equal(rows[1].at, "after");
+    assert_true(rows[1].offset_ns == -123456789012300 && rows[1].host_ns == 9000);
+    free(rows);
+    assert_int_equal(melt_store_list_clock_syncs(s, other, &rows, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(rows);
+    melt_store_close(s);
 }
 
 static void store_refuses_a_newer_schema_clearly(void **state)
@@ -448,6 +490,7 @@ int main(void)
         cmocka_unit_test(store_creates_the_latest_schema_in_wal_mode),
         cmocka_unit_test(store_round_trips_every_event_field),
         cmocka_unit_test(store_migrates_a_version_1_database),
+        cmocka_unit_test(store_keeps_clock_syncs_per_cell),
         cmocka_unit_test(store_refuses_a_newer_schema_clearly),
         cmocka_unit_test(store_refuses_files_that_are_not_melt_stores),
         cmocka_unit_test(resume_lists_only_completed_measured_trials),

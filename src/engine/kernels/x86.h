@@ -41,10 +41,14 @@ melt_vec_dot_fn melt_vec_dot_avx2(uint32_t wtype);
  * otherwise. NULL when the CPU lacks AVX2, FMA or F16C. */
 const melt_ops *melt_ops_avx2(void);
 
-/* The avx512 family (kernels/avx512.c): the avx2 family with q8_0 and q4_0
- * vec_dots on AVX-512 VNNI (vpdpbusd on 256-bit registers), bit-identical
- * to the scalar ones like the AVX2 versions. Usable when the CPU has AVX2,
- * FMA, F16C, AVX512F, AVX512BW, AVX512VL and AVX512_VNNI; NULL otherwise. */
+/* The avx512 family (kernels/avx512.c): the avx2 family with its own
+ * matmuls for q8_0 and q4_0 (16 weight rows per zmm times up to 16 tokens,
+ * vpdpbusd), q4_K and q6_K (the same layout when the CPU also has
+ * AVX512_VBMI and n_tok > 1; two rows per zmm for one token), and its own
+ * softmax and F16-cache attention; every result bit-identical to the
+ * scalar family's. melt_vec_dot_avx512 gives its q8_0 / q4_0 vec_dots
+ * (vpdpbusd on 256-bit registers). Usable when the CPU has AVX2, FMA,
+ * F16C, AVX512F, AVX512BW, AVX512VL and AVX512_VNNI; NULL otherwise. */
 bool melt_kernels_avx512_usable(void);
 melt_vec_dot_fn melt_vec_dot_avx512(uint32_t wtype);
 const melt_ops *melt_ops_avx512(void);
