@@ -7,7 +7,7 @@
  * NAME: openai (URL_OR_MODEL is the url) or mlc (the model). Greedy
  * sampling. stdout: the generated text, exactly. stderr: one line per
  * token "token INDEX T_NS ID", each figure "figure KEY VALUE UNIT", then
- * "end REASON N_GEN N_PROMPT". Exit 0 ok, 1 error (message on stderr). */
+ * "request T_NS" (when it was sent) and "end REASON N_GEN N_PROMPT". Exit 0 ok, 1 error (message on stderr). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +69,7 @@ int main(int argc, char **argv)
     const int rc = ops->request(b, &rq, &sink, &res, &err);
     if (rc == 0) {
         fputs(res.reply, stdout);
+        fprintf(stderr, "request %lld\n", (long long)res.t_request_ns);
         fprintf(stderr, "end %s %d %d\n", melt_backend_end_name(res.end), res.n_gen, res.n_prompt);
     } else {
         fprintf(stderr, "backend_client: %s\n", err.msg);

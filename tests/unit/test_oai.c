@@ -602,6 +602,18 @@ static void openai_backend_goes_on_without_a_model_list_but_not_when_down(void *
     assert_true(ops->open(&p, NULL, &b, &err) < 0);   /* now nobody listens */
     assert_non_null(strstr(err.msg, "openai:"));
     assert_non_null(strstr(err.msg, "refused"));
+    /* a wrong key: the server's 401 message, never the key */
+    const char *args2[] = {"--dir", "tests/data/oai", "--route", "GET /v1/models=error-unauthorized.http", NULL};
+    replay_start(&r, args2);
+    p.url = r.base;
+    p.api_key_env = "MELT_TEST_OPENAI_KEY";
+    setenv("MELT_TEST_OPENAI_KEY", "sk-wrong-456", 1);
+    assert_true(ops->open(&p, NULL, &b, &err) < 0);
+    replay_stop(&r);
+    assert_non_null(strstr(err.msg, "HTTP 401: Incorrect API key provided."));
+    assert_null(strstr(err.msg, "sk-wrong-456"));
+    unsetenv("MELT_TEST_OPENAI_KEY");
+    p.api_key_env = NULL;
     p.url = NULL;
     assert_int_equal(ops->open(&p, NULL, &b, &err), MELT_EINVAL);
     p.url = "https://api.openai.com/v1";
