@@ -619,6 +619,23 @@ static int synthetic_text(run *r, int n, melt_error *err)
     return 0;
 }
 
+/* Move the first word of a synthetic text to its end, in place: the next
+ * request then shares no prefix with the last one, so a server's prompt
+ * cache (llama-server, vLLM, melt serve) cannot answer it from memory, and
+ * the length in tokens stays the same. */
+static void rotate_words(char *s)
+{
+    char *sp = strchr(s, ' ');
+    if (!sp) return;
+    const size_t first = (size_t)(sp - s), len = strlen(s);
+    char word[16];
+    if (first >= sizeof word) return;
+    memcpy(word, s, first);
+    memmove(s, sp + 1, len - first - 1);
+    s[len - first - 1] = ' ';
+    memcpy(s + len - first, word, first);
+}
+
 /* --prompt: exact ids when the backend takes them and has a tokenizer, so
  * the prompt is tokenized once; else the text. */
 static int text_prompt(run *r, melt_error *err)
@@ -1041,6 +1058,7 @@ static int run_cell(run *r)
     for (int k = 0; k < c->reps; k++) {
         if (single) {
             melt_backend_result res;
+            if (c->pp && r->text) rotate_words(r->text);
             rc = one_request(r, req++, &rq, r->n_prompt, &res, &err);
             melt_backend_result_free(&res);
         } else {

@@ -74,6 +74,14 @@ if command -v sqlite3 >/dev/null 2>&1; then
     expect_eq "openai_serve_experiment_usage_stored" "$n_fig" 2
 fi
 
+# a synthetic workload over text: each repetition's prompt shares no prefix
+# with the one before, so the server's prompt cache holds at most the BOS
+check "openai_serve_synthetic_reps" "$AGENT" --backend openai --url "$URL" --synthetic 24,4 --reps 3 \
+    --warmup 1 --temp 0
+expect_eq "openai_serve_synthetic_three_requests" "$(grep -c '"key":"prompt_n"' "$T/out")" 3
+expect_eq "openai_serve_synthetic_no_cache_reuse" \
+    "$(grep '"key":"cache_n"' "$T/out" | grep -vc '"value":[01],')" 0
+
 # the server gone: a clear error naming host:port, no hang
 kill $SERVE_PID; wait $SERVE_PID 2>/dev/null
 check_exit "openai_serve_gone_fails" 1 "$CLIENT" openai "$URL" "Once upon a time" 4
