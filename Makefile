@@ -243,9 +243,10 @@ install: all
 .PHONY: bench bench-all bench-engine bench-runner bench-agent
 bench: bench-engine
 bench-all: all bench-engine bench-probes bench-store bench-pool bench-runner bench-agent
-# Engine speed (bench/engine.sh, docs/bench.md): models made once under
-# build/bench-models; env LLAMA_BENCH=path/llama-bench (bench/llamacpp.sh
-# builds one) adds llama.cpp on the same files, BENCH_QUICK=1 a short run.
+# Engine speed and model load (bench/engine.sh, docs/bench.md): models made
+# once under build/bench-models; env LLAMA_BENCH=path/llama-bench
+# (bench/llamacpp.sh builds one) adds llama.cpp on the same files (and its
+# llama-completion beside it the load times), BENCH_QUICK=1 a short run.
 bench-engine: all
 	bench/engine.sh $(BUILD)
 bench-runner: all

@@ -37,16 +37,43 @@ typedef struct jw {
     bool first[8];
 } jw;
 
+/* Length (2..4) of the valid UTF-8 sequence at p (p[0] >= 0x80), 0 when
+ * there is none: a stray byte, a cut or overlong sequence, a surrogate. */
+static size_t utf8_len(const unsigned char *p)
+{
+    const size_t n = (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+                   : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (n == 0)
+        return 0;
+    const unsigned min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;   /* no overlong forms */
+    unsigned cp = p[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)   /* also stops at the NUL */
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : n;
+}
+
+/* Strings come from files and tools (another charset, a line cut by the
+ * buffer): bytes that are not UTF-8 become U+FFFD so the host can parse
+ * the object at all. */
 static void jw_str(jw *w, const char *s)
 {
     fputc('"', w->f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        size_t l;
         if (*p == '"' || *p == '\\')
             fprintf(w->f, "\\%c", *p);
         else if (*p < 0x20)
             fprintf(w->f, "\\u%04x", *p);
-        else
+        else if (*p < 0x80)
             fputc(*p, w->f);
+        else if ((l = utf8_len(p)) > 0) {
+            fwrite(p, 1, l, w->f);
+            p += l - 1;
+        } else
+            fputs("\\ufffd", w->f);
     }
     fputc('"', w->f);
 }

@@ -102,6 +102,10 @@ static void usage(FILE *out)
           "  -V, --version           print the version and exit\n"
           "      --listen PORT [--bind ADDR] [--dir DIR]   (first flag) serve the host's\n"
           "                          tcp transport (bind default 127.0.0.1)\n"
+          "      --echo              (only flag) answer clock-sync lines \"echo T\" on\n"
+          "                          stdin with \"echo T NS\" (CLOCK_MONOTONIC) until EOF\n"
+          "      --describe [--root DIR]   (first flag) print this device (os, cpu,\n"
+          "                          memory, governors, temperatures) as one JSON line\n"
           "  -h, --help              show this help\n", out);
 }
 

@@ -12,6 +12,9 @@ export MELT ROOT BUILD
 TMPROOT=$(mktemp -d "${TMPDIR:-/tmp}/melt-test.XXXXXX")
 export MELT_TEST_TMP="$TMPROOT"
 trap 'rm -rf "$TMPROOT"' EXIT INT TERM
+# A test that hangs fails after this many seconds instead of hanging the
+# suite (timeout signals the test's whole process group, servers included).
+TEST_TIMEOUT=${MELT_TEST_TIMEOUT:-600}
 passed=0
 failed=0
 failures=""
@@ -24,7 +27,7 @@ for t in "$BUILD"/tests/test_*; do
     name=$(basename "$t")
     case "$name" in *"$FILTER"*) ;; *) continue ;; esac
     out="$TMPROOT/$name.out"
-    "$t" >"$out" 2>&1
+    timeout -k 10 "$TEST_TIMEOUT" "$t" >"$out" 2>&1
     rc=$?
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
@@ -56,11 +59,13 @@ for s in tests/integration/test_*.sh; do
     case "$name" in *"$FILTER"*) ;; *) continue ;; esac
     out="$TMPROOT/$name.out"
     T="$TMPROOT/$name"; mkdir -p "$T"
-    T="$T" sh "$s" >"$out" 2>&1
+    T="$T" timeout -k 10 "$TEST_TIMEOUT" sh "$s" >"$out" 2>&1
     rc=$?
     res=$(sed -n 's/^RESULT \([0-9]*\) \([0-9]*\)$/\1 \2/p' "$out" | tail -1)
     if [ -z "$res" ]; then
-        tail -20 "$out"; note_fail "$name (died, exit $rc)" 1
+        tail -20 "$out"
+        [ $rc -eq 124 ] || [ $rc -eq 137 ] && echo "$name: timed out after ${TEST_TIMEOUT} s"
+        note_fail "$name (died, exit $rc)" 1
         echo "integ  $name: died (exit $rc)"; continue
     fi
     p=${res% *}; f=${res#* }

@@ -47,7 +47,8 @@ uint64_t melt_bench_bytes_per_token(const melt_model *m, double n_kv, int kv_ele
 
 /* Best-of-passes streaming read bandwidth in bytes/s over a buffer of
  * buf_bytes (rounded up to 4 KiB per thread) split over n_threads threads
- * that start together; 0 with err set when memory or threads fail. */
+ * that start together: at least passes passes, more (up to 40) until
+ * 0.4 s have gone by; 0 with err set when memory or threads fail. */
 double melt_bench_read_bandwidth(size_t buf_bytes, int n_threads, int passes, melt_error *err);
 
 /* ---- one result row ---- */
@@ -72,6 +73,7 @@ typedef struct melt_bench_result {
     int n_samples;
     /* melt's own fields */
     char kernels[32];            /* the kernel family that ran ("avx512") */
+    double load_ms;              /* model load to ready to decode (docs/bench.md) */
     bool has_roofline;           /* --roofline: the four below are set */
     double bw_read_gbs;          /* read bandwidth, GB/s (1e9 bytes) */
     uint64_t bytes_per_token;    /* tg tests; 0 for pp */

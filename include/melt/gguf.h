@@ -107,6 +107,10 @@ int melt_gguf_open(const char *path, melt_gguf **out, melt_error *err);
 int melt_gguf_open_buffer(const void *buf, size_t size, melt_gguf **out,
                           melt_error *err);
 void melt_gguf_close(melt_gguf *g);
+/* Map the tensor data of an opened file into this process now (reading
+ * what is not cached) rather than page by page on first use; a no-op for
+ * buffers. */
+void melt_gguf_prefetch(const melt_gguf *g);
 
 uint32_t melt_gguf_version(const melt_gguf *g);
 uint64_t melt_gguf_alignment(const melt_gguf *g);

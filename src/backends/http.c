@@ -636,7 +636,7 @@ int melt_http_fetch(const char *url, const char *const *headers, const char *bod
     const char *hdrs[34];
     size_t nh = 0;
     if (headers)
-        for (; headers[nh] && nh < 32; nh++) hdrs[nh] = headers[nh];
+        for (; nh < 32 && headers[nh]; nh++) hdrs[nh] = headers[nh];
     if (body) hdrs[nh++] = "Content-Type: application/json";
     hdrs[nh] = NULL;
     melt_http_request rq = {

@@ -70,7 +70,17 @@ static int openai_open(const melt_backend_params *p, const melt_backend_sink *si
     char first[256];
     int status = 0;
     const int64_t timeout = p->start_timeout_ms > 0 ? p->start_timeout_ms : 30000;
-    rc = melt_oai_first_model(b->url, api_key(b), timeout, p->cancel, first, sizeof first, &status, err);
+    /* A server still loading its model answers 503 ("Loading model" from
+     * llama-server and melt serve): wait for it up to the start timeout. */
+    struct timespec t0, now, pause = {0, 200 * 1000000L};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        rc = melt_oai_first_model(b->url, api_key(b), timeout, p->cancel, first, sizeof first, &status, err);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const int64_t waited_ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+        if (rc >= 0 || status != 503 || waited_ms >= timeout || (p->cancel && *p->cancel)) break;
+        nanosleep(&pause, NULL);
+    }
     if (rc < 0 && status != 404 && !(rc == MELT_ENOTFOUND && status == 200)) {
         free(b);
         return melt_errorf(err, rc, "openai: %s", err ? err->msg : "server check failed");

@@ -29,7 +29,9 @@ void usage_bench(FILE *out)
           "decoded one by one from an empty cache) and a pp+tg test per -pg pair; each\n"
           "after one warm-up run, repeated -r times; t/s = tokens / seconds, mean ±\n"
           "stddev over the repetitions. Same field names and formats as llama-bench\n"
-          "(docs/bench.md).\n\n"
+          "(docs/bench.md); melt's own: kernels, and load_ms, once per model: from the\n"
+          "start of the load to the end of a first decode (BOS, EOS), as llama.cpp\n"
+          "times its load (not in md).\n\n"
           "  -m, --model FILE[,FILE]  GGUF model(s); repeatable\n"
           "  -p, --n-prompt LIST      prompt sizes (default 512; 0: no pp test)\n"
           "  -n, --n-gen LIST         generation sizes (default 128; 0: no tg test)\n"
@@ -298,7 +300,8 @@ static double bandwidth_gbs(bw_cache *bc, int n_threads, size_t bytes, bool prog
 typedef struct bench_model {
     const char *path;
     melt_model *m;
-    int32_t bos;
+    int32_t bos, eos;     /* -1: none */
+    double load_ms;       /* open to the end of the warm decode (load_ready) */
     char model_type[128];
     uint64_t size, n_params;
 } bench_model;
@@ -309,7 +312,7 @@ static int open_model(const bench_opts *o, const char *path, bench_model *bm, me
     mp.kernels = o->kernels;
     memset(bm, 0, sizeof *bm);
     bm->path = path;
-    bm->bos = -1;
+    bm->bos = bm->eos = -1;
     int rc = melt_model_load(path, &mp, &bm->m, err);
     if (rc < 0)
         return rc;
@@ -324,9 +327,38 @@ static int open_model(const bench_opts *o, const char *path, bench_model *bm, me
     if (melt_tokenizer_load(g, &tok, &terr) == 0) {
         if (melt_tokenizer_adds_bos(tok) && melt_tokenizer_bos(tok) != MELT_TOKEN_NULL)
             bm->bos = melt_tokenizer_bos(tok);
+        if (melt_tokenizer_eos(tok) != MELT_TOKEN_NULL)
+            bm->eos = melt_tokenizer_eos(tok);
         melt_tokenizer_free(tok);
     }
     return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The end of loading as llama.cpp times it: its "load time" runs from the
+ * start of the model load to the end of the first decode, the warm-up of
+ * its tools (BOS then EOS, the cache cleared after), which is when every
+ * weight has been touched. The same decode on c, from position 0 (the
+ * tests overwrite it). */
+static int load_ready(const bench_model *bm, melt_context *c, melt_error *err)
+{
+    int32_t toks[2];
+    int n = 0;
+    if (bm->bos >= 0) toks[n++] = bm->bos;
+    if (bm->eos >= 0) toks[n++] = bm->eos;
+    if (n == 0) toks[n++] = 0;
+    float *logits = malloc((size_t)melt_model_n_vocab(bm->m) * sizeof *logits);
+    if (!logits)
+        return melt_errorf(err, MELT_ENOMEM, "bench: out of memory");
+    const int rc = melt_decode(c, toks, n, 0, MELT_LOGITS_LAST, logits, err);
+    free(logits);
+    return rc;
 }
 
 typedef struct bench_run {
@@ -357,6 +389,7 @@ static int run_one(bench_run *br, const bench_model *bm, melt_context *c,
     snprintf(r.kernels, sizeof r.kernels, "%s", bm->m->ops->name);
     r.model_size = bm->size;
     r.model_n_params = bm->n_params;
+    r.load_ms = bm->load_ms;
     r.n_batch = r.n_ubatch = o->n_batch;
     r.n_threads = melt_context_n_threads(c);
     r.n_prompt = t.n_prompt;
@@ -407,10 +440,11 @@ static int run_model(bench_run *br, const char *path, const melt_bench_test *tes
 {
     const bench_opts *o = br->o;
     bench_model bm;
+    const uint64_t t0_ns = mono_ns();
     int rc = open_model(o, path, &bm, err);
     if (rc < 0)
         return rc;
-    int n_ctx = 1;
+    int n_ctx = 2;   /* load_ready's BOS, EOS */
     for (size_t k = 0; k < n_tests; k++)
         if (tests[k].n_prompt + tests[k].n_gen > n_ctx)
             n_ctx = tests[k].n_prompt + tests[k].n_gen;
@@ -422,6 +456,8 @@ static int run_model(bench_run *br, const char *path, const melt_bench_test *tes
         cp.kv_type = (enum melt_kv_type)o->kv_type;
         melt_context *c = NULL;
         rc = melt_context_new(bm.m, &cp, &c, err);
+        if (rc == 0 && ti == 0 && (rc = load_ready(&bm, c, err)) == 0)
+            bm.load_ms = (double)(mono_ns() - t0_ns) / 1e6;
         for (size_t k = 0; rc == 0 && k < n_tests; k++)
             rc = run_one(br, &bm, c, &tests[k], err);
         melt_context_free(c);

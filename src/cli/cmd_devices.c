@@ -169,6 +169,13 @@ int cmd_devices(int argc, char **argv)
     if (!agent)
         agent = default_agent(buf, sizeof buf);
     melt_error err = {0};
+    /* Every probe (this machine's first) runs or pushes this file: a missing
+     * one is the user's error, not a "reachable but undescribed" device. */
+    if (strchr(agent, '/') && access(agent, X_OK) != 0) {
+        melt_errorf(&err, MELT_ENOTFOUND, "agent '%s' not found or not executable (build it with "
+                    "'make', or give --agent PATH or MELT_AGENT)", agent);
+        return cli_fail(&err);
+    }
     melt_experiment *e = NULL;
     if (optind < argc && melt_experiment_load(argv[optind], &e, &err) < 0)
         return cli_fail(&err);

@@ -2,11 +2,13 @@
  * An OpenAI-compatible HTTP server over the builtin engine (the work is in
  * src/serve/). Listens first, then loads the model (/health says 503 until
  * it is ready), serves until SIGINT or SIGTERM, then stops cleanly. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "melt/chat.h"
@@ -132,6 +134,14 @@ int cmd_serve(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error(usage_serve, "serve: unexpected argument '%s'", argv[optind]);
     if (!e.model_path) return cli_usage_error(usage_serve, "serve: missing -m FILE");
+    /* The model loads after the socket listens (so /health can say
+     * "loading"); a path that cannot be read fails before that. access(),
+     * not open(): a FIFO must not block here. */
+    if (access(e.model_path, R_OK) != 0) {
+        melt_error oerr = {0};
+        melt_errorf(&oerr, MELT_EIO, "%s: cannot open: %s", e.model_path, strerror(errno));
+        return cli_fail(&oerr);
+    }
     p.model_path = e.model_path;
     p.n_ctx = e.n_ctx;
     p.n_batch = e.n_batch;

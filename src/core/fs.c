@@ -21,7 +21,7 @@ int melt_read_file(const char *path, char **buf, size_t *len, melt_error *err)
         n += fread(p + n, 1, cap - 1 - n, f);   /* keep one byte for the NUL */
         if (n < cap - 1) {
             if (ferror(f))
-                rc = melt_errorf(err, MELT_EIO, "%s: read error", path);
+                rc = melt_errorf(err, MELT_EIO, "%s: read error: %s", path, strerror(errno));
             break;
         }
         char *q = realloc(p, cap * 2);

@@ -388,6 +388,9 @@ int melt_model_load_gguf(melt_gguf *g, const melt_model_params *params, melt_mod
             rc = melt_errorf(err, MELT_EINVAL, "unknown kernel family %d", (int)params->kernels);
         goto fail;
     }
+    /* every weight is read by the first decode anyway; mapping them in one
+     * call costs a fraction of faulting them in (docs/bench.md, load_ms) */
+    melt_gguf_prefetch(g);
     *out = m;
     return 0;
 fail:

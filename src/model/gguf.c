@@ -828,6 +828,37 @@ int melt_gguf_open(const char *path, melt_gguf **out, melt_error *err)
     return open_parsed(g, out, err);
 }
 
+/* Bytes the kernel maps per page fault on a file mapping (Linux's
+ * fault_around_bytes, 64 KiB by default; more with large folios): one read
+ * per step maps them all. Were it smaller, the first decode faults in the
+ * rest; nothing breaks. */
+#define PREFETCH_STEP_BYTES 65536u
+
+void melt_gguf_prefetch(const melt_gguf *g)
+{
+    if (!g->mapped || g->data_offset >= g->size_bytes)
+        return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t start = ((uintptr_t)g->base + (uintptr_t)g->data_offset) & ~(page - 1);
+    const uintptr_t end = (uintptr_t)g->base + (uintptr_t)g->size_bytes;
+    const size_t len = (size_t)(end - start);
+    /* Fault the pages in, one fault per fault-around window; a page not
+     * cached is read, and MADV_SEQUENTIAL makes that sequential read-ahead
+     * (without it the walk outran the reads and left pages unmapped).
+     * Measured on a 1.2 GB Q8_0 file: in the page cache, ~1.5x faster than
+     * MADV_POPULATE_READ (which walks page by page) and 2-4x faster than
+     * the first decode's faults; dropped from the page cache, steadier and
+     * faster than MADV_POPULATE_READ, MADV_WILLNEED first, or no advice.
+     * The advice is only advice: a refusal changes nothing else. */
+    (void)madvise((void *)start, len, MADV_SEQUENTIAL);
+    for (uintptr_t a = start; a < end; a += PREFETCH_STEP_BYTES)
+        (void)*(const volatile uint8_t *)a;   /* volatile: the read stays */
+    (void)*(const volatile uint8_t *)(end - 1); /* the last window */
+    /* decode reads the weights in model order, not the file's: back to
+     * the default (read-around, ordinary reclaim) */
+    (void)madvise((void *)start, len, MADV_NORMAL);
+}
+
 void melt_gguf_close(melt_gguf *g)
 {
     if (!g)

@@ -52,11 +52,11 @@ static int read_file(const char *path, char **text, size_t *len, melt_error *err
                                MAX_FILE_BYTES >> 20);
         }
     }
-    const int bad = ferror(f);
+    const int bad = ferror(f), bad_errno = errno;   /* e.g. EISDIR */
     fclose(f);
     if (bad) {
         free(buf);
-        return melt_errorf(err, MELT_EIO, "%s: read error", path);
+        return melt_errorf(err, MELT_EIO, "%s: read error: %s", path, strerror(bad_errno));
     }
     buf[n] = '\0';
     *text = buf;

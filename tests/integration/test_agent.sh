@@ -154,6 +154,9 @@ check_exit "bad --synthetic" 2 "$AGENT" -m "$M" --synthetic 16
 check_exit "unknown flag" 2 "$AGENT" -m "$M" --synthetic 4,2 --bogus
 check "--help" "$AGENT" --help
 expect "--help lists --synthetic" "$T/out" '--synthetic PP,TG'
+expect "--help lists --listen" "$T/out" '--listen PORT'
+expect "--help lists --echo" "$T/out" '--echo '
+expect "--help lists --describe" "$T/out" '--describe \[--root DIR\]'
 check "--version" "$AGENT" --version
 expect "--version prints the protocol" "$T/out" '^melt-agent [0-9.]+ .*protocol 1'
 

@@ -102,7 +102,7 @@ expect "unknown_backend_lists_names" "$T/err" "unknown backend 'vllm' \(one of b
 "$MELT" serve -m "$MODEL" --port 0 -t 1 >"$T/serve.log" 2>&1 &
 serve_pid=$!
 n=0
-while [ $n -lt 100 ] && ! grep -q 'listening on' "$T/serve.log"; do sleep 0.05; n=$((n + 1)); done
+while [ $n -lt 200 ] && ! grep -q 'ready$' "$T/serve.log"; do sleep 0.05; n=$((n + 1)); done
 SERVE_URL=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$T/serve.log" | head -1)
 cat >"$T/fw.yaml" <<EOF
 name: fw

@@ -54,6 +54,11 @@ expect "unreachable_one_line_on_stderr" "$T/err" "^melt: device 'board' \(ssh 12
 FAKE_ADB_DEVICES="$T/none.txt" PATH="$FAKEPATH" check_exit "named_adb_without_device_exits_1" 1 "$MELT" devices "$T/e.yaml"
 expect "named_adb_without_device_message" "$T/err" "^melt: device 'phone': no Android device found"
 check_exit "bad_option_usage" 2 "$MELT" devices --bogus
+check_exit "experiment_is_a_directory" 1 "$MELT" devices "$T"
+expect_eq "experiment_directory_says_why" "$(cat "$T/err")" "melt: $T: read error: Is a directory"
+check_exit "missing_agent_exits_1" 1 "$MELT" devices --agent "$T/no-such-agent"
+expect_eq "missing_agent_one_line" "$(cat "$T/err")" \
+    "melt: agent '$T/no-such-agent' not found or not executable (build it with 'make', or give --agent PATH or MELT_AGENT)"
 
 # ---- the real adb (Debian's package; installed with scripts/deps.sh adb) -----------
 REAL_ADB=$(command -v adb 2>/dev/null || true)
@@ -98,6 +103,21 @@ expect "jetson_mode_and_clocks_on" "$T/out" '"nvpmodel":"15W","nvpmodel_id":1,"j
 check "describe_no_jetson_here" "$AGENT" --describe --root "$DATA/devices/x86-laptop"
 expect_not "no_jetson_key_elsewhere" "$T/out" '"jetson"'
 check_exit "describe_bad_flag" 2 "$AGENT" --describe --bogus
+
+# names that are not UTF-8 (another charset; a sequence cut short) still give JSON
+UROOT="$T/utf8-root"
+for z in 0 1 2; do mkdir -p "$UROOT/sys/class/thermal/thermal_zone$z"; echo "4${z}000" >"$UROOT/sys/class/thermal/thermal_zone$z/temp"; done
+printf 'caf\351\n' >"$UROOT/sys/class/thermal/thermal_zone0/type"
+printf 'caf\303\251\n' >"$UROOT/sys/class/thermal/thermal_zone1/type"
+printf 'x\342\202\n' >"$UROOT/sys/class/thermal/thermal_zone2/type"
+check "describe_odd_bytes_exits_0" "$AGENT" --describe --root "$UROOT"
+cp "$T/out" "$T/odd.json"
+expect "describe_latin1_replaced" "$T/odd.json" '"caf\\ufffd":40[,}]'
+expect "describe_utf8_kept" "$T/odd.json" "\"caf$(printf '\303\251')\":41[,}]"
+expect "describe_cut_sequence_replaced" "$T/odd.json" '"x\\ufffd\\ufffd":42[,}]'
+check "describe_odd_bytes_is_json" "$ROOT/$BUILD/tests/json_get" "$T/odd.json" \
+    "temps_c.x$(printf '\357\277\275\357\277\275')"
+expect_eq "describe_odd_bytes_value" "$(cat "$T/out")" 42
 
 # the runner stores the description with the cell (a local "Jetson": the fake tree)
 cat >"$T/j.yaml" <<EOF

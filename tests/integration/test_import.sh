@@ -51,4 +51,7 @@ check "ls after failures" $MELT results ls --db "$DB"
 expect_lines "nothing stored" "$T/out" 3
 check_exit "no file" 2 $MELT import llama-bench --db "$DB"
 check_exit "unknown source" 2 $MELT import foo "$T/x"
+mkdir -p "$T/adir"
+check_exit "a directory" 1 $MELT import llama-bench "$T/adir" --db "$DB"
+expect_eq "a directory says why" "$(cat "$T/err")" "melt: $T/adir: read error: Is a directory"
 finish

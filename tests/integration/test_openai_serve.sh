@@ -13,7 +13,7 @@ trap 'kill $SERVE_PID 2>/dev/null' EXIT
 port=
 for _ in $(seq 100); do
     port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9][0-9]*\).*/\1/p' "$T/serve.err")
-    [ -n "$port" ] && break
+    [ -n "$port" ] && grep -q 'ready$' "$T/serve.err" && break
     sleep 0.1
 done
 expect_eq "openai_serve_started" "${port:+yes}" "yes"

@@ -282,6 +282,7 @@ check_exit "serve_bad_port" 2 "$MELT" serve -m "$S" --port 70000
 check_exit "serve_bad_template" 2 "$MELT" serve -m "$S" --chat-template nope
 check_exit "serve_missing_file" 1 "$MELT" serve -m "$T/nope.gguf" --port 0
 expect "serve_missing_file_msg" "$T/err" '^melt: .*nope\.gguf'
+expect_eq "serve_missing_file_one_line" "$(cat "$T/err")" "melt: $T/nope.gguf: cannot open: No such file or directory"
 check "serve_help" "$MELT" serve --help
 expect "serve_help_usage" "$T/out" '^usage: melt serve'
 finish

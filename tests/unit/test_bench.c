@@ -125,6 +125,7 @@ static melt_bench_result fixture_result(uint64_t *ns, double *ts)
     r.samples_ts = ts;
     r.n_samples = 3;
     snprintf(r.kernels, sizeof r.kernels, "avx2");
+    r.load_ms = 12.5;
     r.roofline_ts = r.roofline_frac = NAN;
     melt_bench_result_finish(&r);
     return r;
@@ -260,6 +261,7 @@ static void json_and_jsonl_have_llama_bench_shape(void **state)
     assert_non_null(nl);
     assert_non_null(strchr(nl + 1, '\n'));
     assert_int_equal(out[0], '{');
+    assert_non_null(strstr(out, "\"kernels\": \"avx2\", \"load_ms\": 12.500000, \"bw_read_gbs\": "));
     assert_non_null(strstr(out, "\"roofline_frac\": null, \"samples_ns\": [ 8877867, 8750207, "
                                 "8746102 ],\"samples_ts\": [ 7208.94, 7314.11, 7317.55 ]}\n"));
     free(out);
@@ -276,7 +278,8 @@ static void sql_creates_and_inserts(void **state)
     assert_true(strncmp(out, "CREATE TABLE IF NOT EXISTS melt_bench (\n  build_commit TEXT,\n"
                              "  build_number INTEGER,\n", 74) == 0);
     assert_non_null(strstr(out, "  avg_ts REAL,\n"));
-    assert_non_null(strstr(out, "  kernels TEXT\n);\n"));
+    assert_non_null(strstr(out, "  kernels TEXT,\n  load_ms REAL\n);\n"));
+    assert_non_null(strstr(out, "'avx2', '12.500000');\n"));
     assert_non_null(strstr(out, "INSERT INTO melt_bench (build_commit, build_number, "));
     assert_non_null(strstr(out, "'it''s.gguf'"));   /* quotes doubled */
     /* every column llama-bench's table also has gets its SQL type */

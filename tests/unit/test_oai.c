@@ -620,6 +620,35 @@ static void openai_backend_goes_on_without_a_model_list_but_not_when_down(void *
     assert_int_equal(ops->open(&p, NULL, &b, &err), MELT_EUNSUPPORTED);
 }
 
+static void openai_backend_waits_while_the_server_loads(void **state)
+{
+    (void)state;
+    replay r;
+    const char *args[] = {"--dir", "tests/fixtures/llamacpp", "--loading", "3",
+                          "--route", "GET /v1/models=v1-models.http", NULL};
+    replay_start(&r, args);
+    char url[80];
+    snprintf(url, sizeof url, "%s/v1", r.base);
+    const melt_backend_ops *ops = melt_backend_openai();
+    melt_backend_params p = melt_backend_default_params();
+    p.url = url;
+    melt_backend *b = NULL;
+    melt_error err = {0};
+    /* three 503 "Loading model" answers, then the model list */
+    if (ops->open(&p, NULL, &b, &err) != 0) fail_msg("%s", err.msg);
+    ops->close(b);
+    replay_stop(&r);
+    /* still loading when the start timeout ends: the server's message */
+    const char *args2[] = {"--dir", "tests/fixtures/llamacpp", "--loading", "1000000",
+                           "--route", "GET /v1/models=v1-models.http", NULL};
+    replay_start(&r, args2);
+    snprintf(url, sizeof url, "%s/v1", r.base);
+    p.start_timeout_ms = 500;
+    assert_true(ops->open(&p, NULL, &b, &err) < 0);
+    replay_stop(&r);
+    assert_non_null(strstr(err.msg, "Loading model"));
+}
+
 static void mlc_backend_starts_serves_and_stops_the_server(void **state)
 {
     (void)state;
@@ -700,6 +729,7 @@ int main(void)
         cmocka_unit_test(oai_refused_connection_names_host_port),
         cmocka_unit_test(oai_body_escapes_messages),
         cmocka_unit_test(server_waits_through_loading_and_stops),
+        cmocka_unit_test(openai_backend_waits_while_the_server_loads),
         cmocka_unit_test(server_that_dies_is_reported_with_its_output),
         cmocka_unit_test(server_start_times_out_and_can_be_cancelled),
         cmocka_unit_test(openai_backend_discovers_the_model_and_sends_the_key),
