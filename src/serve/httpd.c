@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -741,7 +742,18 @@ int melt_serve_load(melt_serve_server *s, uint64_t *load_ns, melt_error *err)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* Reading the file can take long (or block: a FIFO, a stalled network
+     * file system) and nothing is held yet: let SIGINT/SIGTERM end the
+     * process at once meanwhile, on this thread only (the server's threads
+     * exist already and keep them blocked; the slots' threads are made
+     * after the load, with the caller's mask restored). */
+    sigset_t stop, saved;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &stop, &saved);
     int rc = melt_model_load(s->p.model_path, NULL, &s->m, err);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (rc < 0) return rc;
     if ((rc = melt_tokenizer_load(melt_model_gguf(s->m), &s->tok, err)) < 0) {
         char msg[sizeof err->msg];

@@ -269,6 +269,19 @@ wait "$SLOW"
 expect_eq "loading_failure_exit_1" "$?" 1
 expect "loading_failure_msg" "$T/slow.err" '^melt: .*slow\.gguf'
 
+# SIGTERM while the model file is still being read ends the server at once
+mkfifo "$T/stuck.gguf"
+"$MELT" serve -m "$T/stuck.gguf" --port 0 2>"$T/stuck.err" &
+STUCK=$!
+SRV_PIDS="$SRV_PIDS $STUCK"
+for _i in $(seq 50); do grep -q listening "$T/stuck.err" && break; sleep 0.1; done
+kill -TERM "$STUCK"
+for _i in $(seq 30); do kill -0 "$STUCK" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$STUCK" 2>/dev/null; then
+    _report "loading_sigterm_stops" 0 "still running 3 s after SIGTERM"
+    kill -KILL "$STUCK"
+else _report "loading_sigterm_stops" 1 ""; fi
+
 # the on-device agent stays free of the HTTP server
 if [ -x "$ROOT/$BUILD/melt-agent" ]; then
     if nm "$ROOT/$BUILD/melt-agent" 2>/dev/null | grep -qE ' (MHD_|melt_serve_)'; then
