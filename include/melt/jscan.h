@@ -65,6 +65,16 @@ bool melt_jnode_bool(const melt_jnode *n, bool *out);
 /* The number at path, or dflt when absent or not a number. */
 double melt_jnode_num_or(const melt_jnode *n, const char *path, double dflt);
 
+/* Pieces shared with the event reader (src/runner/event.c), which scans
+ * its lines without building a tree. The \uXXXX escape at p (p[0] is the
+ * backslash; n bytes readable), with its low half when it is a high
+ * surrogate: the code point in *cp and the bytes it took (6 or 12), or 0
+ * with *why saying what is wrong (truncated, bad hex digits, a lone
+ * surrogate). \u0000 is accepted (cp 0). */
+size_t melt_json_unicode_escape(const char *p, size_t n, unsigned *cp, const char **why);
+/* cp (at most 0x10FFFF) as UTF-8 into o (room for 4 bytes); the count. */
+size_t melt_utf8_put(char *o, unsigned cp);
+
 #ifdef __cplusplus
 }
 #endif

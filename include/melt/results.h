@@ -41,6 +41,9 @@ void melt_results_free(melt_results *r);
 
 /* Store the cell summaries in the store's summaries table (replacing). */
 int melt_results_save(melt_store *s, const melt_results *r, melt_error *err);
+/* Compute run_id's cell summaries and store them, as a run does at its
+ * end (for runs whose events came in some other way: imports). */
+int melt_results_update(melt_store *s, int64_t run_id, melt_error *err);
 
 /* Store one trial's figures (melt_metrics_list) as trial rows (n = 1). */
 int melt_results_save_trial(melt_store *s, int64_t run_id, int64_t trial_id,

@@ -250,4 +250,20 @@ void melt_server_stop(melt_server *s);
 const melt_backend_ops *melt_backend_openai(void);
 const melt_backend_ops *melt_backend_mlc(void);
 
+/* What mlc (a local server, then requests as openai makes them) shares
+ * with openai: text and chat, no tokenizer, nothing to reset between
+ * requests (each carries its whole conversation). */
+unsigned melt_openai_caps(const melt_backend *b);
+const melt_tokenizer *melt_openai_tokenizer(const melt_backend *b);
+void melt_openai_reset(melt_backend *b);
+/* The streamed call for rq: /v1/chat/completions for messages, else
+ * /v1/completions; model may be NULL (the server's default); sampling,
+ * idle timeout and cancel from p. The caller adds api_key / extra_json. */
+melt_oai_call melt_openai_call(const char *base_url, const char *model, const melt_backend_request *rq,
+                               const melt_backend_params *p);
+/* Stamp sink->started now (prompt length -1: the server's to know), run
+ * melt_oai_stream; errors prefixed "NAME: ". */
+int melt_openai_stream(const char *name, const melt_oai_call *c, const melt_backend_sink *sink,
+                       melt_backend_result *res, melt_error *err);
+
 #endif

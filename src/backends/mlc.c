@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "backends/http.h"
 
@@ -82,18 +81,6 @@ static int mlc_open(const melt_backend_params *p, const melt_backend_sink *sink,
     return 0;
 }
 
-static unsigned mlc_caps(const melt_backend *b)
-{
-    (void)b;
-    return MELT_BACKEND_TEXT | MELT_BACKEND_CHAT;
-}
-
-static const melt_tokenizer *mlc_tokenizer(const melt_backend *b)
-{
-    (void)b;
-    return NULL;
-}
-
 static int mlc_request(melt_backend *b, const melt_backend_request *rq, const melt_backend_sink *sink,
                        melt_backend_result *res, melt_error *err)
 {
@@ -106,39 +93,19 @@ static int mlc_request(melt_backend *b, const melt_backend_request *rq, const me
     /* MLC takes ignore_eos inside debug_config, not as a top-level member. */
     melt_backend_request r = *rq;
     r.ignore_eos = false;
-    melt_oai_call c = {
-        .base_url = b->url,
-        .kind = rq->messages ? MELT_OAI_CHAT : MELT_OAI_COMPLETIONS,
-        .model = b->model,
-        .rq = &r,
-        .sampling = &b->p.sampling,
-        .extra_json = rq->ignore_eos ? "\"debug_config\":{\"ignore_eos\":true}" : NULL,
-        .idle_timeout_ms = b->p.request_timeout_ms,
-        .cancel = b->p.cancel,
-    };
-    if (sink && sink->started) {   /* the prompt's length is the server's to know */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        sink->started(sink->ctx, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, -1);
-    }
-    const int rc = melt_oai_stream(&c, sink, res, err);
-    if (rc < 0) melt_errorf(err, rc, "mlc: %s", err ? err->msg : "request failed");
-    return rc;
-}
-
-static void mlc_reset(melt_backend *b)
-{
-    (void)b;   /* each request carries its whole conversation */
+    melt_oai_call c = melt_openai_call(b->url, b->model, &r, &b->p);
+    if (rq->ignore_eos) c.extra_json = "\"debug_config\":{\"ignore_eos\":true}";
+    return melt_openai_stream("mlc", &c, sink, res, err);
 }
 
 static const melt_backend_ops mlc_ops = {
     .name = "mlc",
     .caps = MELT_BACKEND_TEXT | MELT_BACKEND_CHAT,
     .open = mlc_open,
-    .caps_of = mlc_caps,
-    .tokenizer = mlc_tokenizer,
+    .caps_of = melt_openai_caps,
+    .tokenizer = melt_openai_tokenizer,
     .request = mlc_request,
-    .reset = mlc_reset,
+    .reset = melt_openai_reset,
     .close = mlc_close,
 };
 

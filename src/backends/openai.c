@@ -93,54 +93,66 @@ static int openai_open(const melt_backend_params *p, const melt_backend_sink *si
     return 0;
 }
 
-static unsigned openai_caps(const melt_backend *b)
+unsigned melt_openai_caps(const melt_backend *b)
 {
     (void)b;
     return MELT_BACKEND_TEXT | MELT_BACKEND_CHAT;
 }
 
-static const melt_tokenizer *openai_tokenizer(const melt_backend *b)
+const melt_tokenizer *melt_openai_tokenizer(const melt_backend *b)
 {
     (void)b;
     return NULL;
 }
 
-static int openai_request(melt_backend *b, const melt_backend_request *rq, const melt_backend_sink *sink,
-                          melt_backend_result *res, melt_error *err)
+void melt_openai_reset(melt_backend *b)
 {
-    melt_oai_call c = {
-        .base_url = b->url,
+    (void)b;   /* stateless: every request carries its whole conversation */
+}
+
+melt_oai_call melt_openai_call(const char *base_url, const char *model, const melt_backend_request *rq,
+                               const melt_backend_params *p)
+{
+    return (melt_oai_call){
+        .base_url = base_url,
         .kind = rq->messages ? MELT_OAI_CHAT : MELT_OAI_COMPLETIONS,
-        .model = b->model[0] ? b->model : NULL,
-        .api_key = api_key(b),
+        .model = model,
         .rq = rq,
-        .sampling = &b->p.sampling,
-        .idle_timeout_ms = b->p.request_timeout_ms,
-        .cancel = b->p.cancel,
+        .sampling = &p->sampling,
+        .idle_timeout_ms = p->request_timeout_ms,
+        .cancel = p->cancel,
     };
+}
+
+int melt_openai_stream(const char *name, const melt_oai_call *c, const melt_backend_sink *sink,
+                       melt_backend_result *res, melt_error *err)
+{
     if (sink && sink->started) {   /* the prompt's length is the server's to know */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         sink->started(sink->ctx, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, -1);
     }
-    const int rc = melt_oai_stream(&c, sink, res, err);
-    if (rc < 0) melt_errorf(err, rc, "openai: %s", err ? err->msg : "request failed");
+    const int rc = melt_oai_stream(c, sink, res, err);
+    if (rc < 0) melt_errorf(err, rc, "%s: %s", name, err ? err->msg : "request failed");
     return rc;
 }
 
-static void openai_reset(melt_backend *b)
+static int openai_request(melt_backend *b, const melt_backend_request *rq, const melt_backend_sink *sink,
+                          melt_backend_result *res, melt_error *err)
 {
-    (void)b;   /* stateless: every request carries its whole conversation */
+    melt_oai_call c = melt_openai_call(b->url, b->model[0] ? b->model : NULL, rq, &b->p);
+    c.api_key = api_key(b);
+    return melt_openai_stream("openai", &c, sink, res, err);
 }
 
 static const melt_backend_ops openai_ops = {
     .name = "openai",
     .caps = MELT_BACKEND_TEXT | MELT_BACKEND_CHAT,
     .open = openai_open,
-    .caps_of = openai_caps,
-    .tokenizer = openai_tokenizer,
+    .caps_of = melt_openai_caps,
+    .tokenizer = melt_openai_tokenizer,
     .request = openai_request,
-    .reset = openai_reset,
+    .reset = melt_openai_reset,
     .close = openai_close,
 };
 

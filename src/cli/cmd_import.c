@@ -51,14 +51,9 @@ static int cmd_import_llama_bench(int argc, char **argv)
         return cli_fail(&err);
     int64_t run_id = 0;
     size_t n = 0;
-    melt_results *r = NULL;
     int rc = melt_import_llama_bench(s, path, name, &run_id, &n, &err);
-    /* the cell summaries, as after a run */
     if (rc == 0)
-        rc = melt_results_compute(s, run_id, &r, &err);
-    if (rc == 0)
-        rc = melt_results_save(s, r, &err);
-    melt_results_free(r);
+        rc = melt_results_update(s, run_id, &err);
     melt_store_close(s);
     if (rc < 0)
         return cli_fail(&err);

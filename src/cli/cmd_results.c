@@ -251,14 +251,10 @@ static int cmd_results_import(int argc, char **argv)
                     melt_trial_status_name(st), n_bad ? ", some lines skipped" : "");
         }
     }
-    melt_results *r = NULL;
     if (rc == 0 && !run_spec)
         rc = melt_store_end_run(s, run_id, "ok", &err);
     if (rc == 0)
-        rc = melt_results_compute(s, run_id, &r, &err);
-    if (rc == 0)
-        rc = melt_results_save(s, r, &err);
-    melt_results_free(r);
+        rc = melt_results_update(s, run_id, &err);
     melt_store_close(s);
     if (rc < 0)
         return cli_fail(&err);

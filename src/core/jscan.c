@@ -74,12 +74,11 @@ static int new_node(jp *p, enum melt_jtype t, uint32_t *out)
     return 0;
 }
 
-static int hex4(jp *p, size_t at, unsigned *out)
+static int hex4(const char *p, unsigned *out)
 {
-    if (at + 4 > p->len) return -1;
     unsigned v = 0;
-    for (size_t i = 0; i < 4; i++) {
-        const char c = p->s[at + i];
+    for (int k = 0; k < 4; k++) {
+        const char c = p[k];
         v <<= 4;
         if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
         else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
@@ -90,7 +89,27 @@ static int hex4(jp *p, size_t at, unsigned *out)
     return 0;
 }
 
-static size_t put_utf8(char *o, unsigned cp)
+static size_t bad_escape(const char **why, const char *what)
+{
+    *why = what;
+    return 0;
+}
+
+size_t melt_json_unicode_escape(const char *p, size_t n, unsigned *cp, const char **why)
+{
+    unsigned lo;
+    if (n < 6) return bad_escape(why, "truncated \\u escape");
+    if (hex4(p + 2, cp) < 0) return bad_escape(why, "bad \\u escape");
+    if (*cp >= 0xDC00 && *cp <= 0xDFFF) return bad_escape(why, "lone low surrogate in \\u escape");
+    if (*cp < 0xD800 || *cp > 0xDBFF) return 6;
+    if (n < 12 || p[6] != '\\' || p[7] != 'u') return bad_escape(why, "high surrogate without its low half");
+    if (hex4(p + 8, &lo) < 0) return bad_escape(why, "bad \\u escape");
+    if (lo < 0xDC00 || lo > 0xDFFF) return bad_escape(why, "high surrogate without its low half");
+    *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
+    return 12;
+}
+
+size_t melt_utf8_put(char *o, unsigned cp)
 {
     if (cp < 0x80) {
         o[0] = (char)cp;
@@ -119,19 +138,12 @@ static size_t put_utf8(char *o, unsigned cp)
 static int unicode_escape(jp *p, char *o, size_t *wrote)
 {
     unsigned cp;
-    if (hex4(p, p->pos, &cp) < 0) return fail(p, "bad \\u escape");
-    p->pos += 4;
-    if (cp >= 0xD800 && cp <= 0xDBFF) {
-        unsigned lo;
-        if (p->pos + 6 > p->len || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
-            hex4(p, p->pos + 2, &lo) < 0 || lo < 0xDC00 || lo > 0xDFFF)
-            return fail(p, "unpaired surrogate escape");
-        p->pos += 6;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        return fail(p, "unpaired surrogate escape");
-    }
-    *wrote = put_utf8(o, cp);
+    const char *why = NULL;
+    const size_t at = p->pos - 2;   /* the backslash */
+    const size_t used = melt_json_unicode_escape(p->s + at, p->len - at, &cp, &why);
+    if (!used) return fail(p, why);
+    p->pos = at + used;
+    *wrote = melt_utf8_put(o, cp);
     return 0;
 }
 

@@ -10,6 +10,7 @@
  * reads outside line[0, len).
  */
 #include "melt/event.h"
+#include "melt/jscan.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -206,21 +207,6 @@ static void skip_ws(jp *j)
     while (j->p < j->end && (*j->p == ' ' || *j->p == '\t')) j->p++;
 }
 
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int k = 0; k < 4; k++) {
-        const char c = p[k];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Text sink for a decoded string: keeps whole characters while they fit
  * in cap - 1 bytes, then drops the rest (a long value is truncated on a
  * character boundary, not rejected). */
@@ -275,41 +261,14 @@ static int scan_string(jp *j, sink *s)
                 j->p += 2;
                 continue;
             }
-            unsigned cp, lo;
-            if (j->end - j->p < 6) return fail(j, "truncated \\u escape");
-            if (hex4(j->p + 2, &cp) < 0) return fail(j, "bad \\u escape");
-            j->p += 6;
-            if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(j, "lone low surrogate in \\u escape");
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u')
-                    return fail(j, "high surrogate without its low half");
-                if (hex4(j->p + 2, &lo) < 0) return fail(j, "bad \\u escape");
-                if (lo < 0xDC00 || lo > 0xDFFF) return fail(j, "high surrogate without its low half");
-                j->p += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
+            unsigned cp;
+            const char *why = NULL;
+            const size_t used = melt_json_unicode_escape(j->p, (size_t)(j->end - j->p), &cp, &why);
+            if (!used) return fail(j, why);
+            j->p += used;
             if (cp == 0) return fail(j, "\\u0000 in string");
             char u[4];
-            size_t k;
-            if (cp < 0x80) {
-                u[0] = (char)cp;
-                k = 1;
-            } else if (cp < 0x800) {
-                u[0] = (char)(0xC0 | (cp >> 6));
-                u[1] = (char)(0x80 | (cp & 0x3F));
-                k = 2;
-            } else if (cp < 0x10000) {
-                u[0] = (char)(0xE0 | (cp >> 12));
-                u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                u[2] = (char)(0x80 | (cp & 0x3F));
-                k = 3;
-            } else {
-                u[0] = (char)(0xF0 | (cp >> 18));
-                u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-                u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-                u[3] = (char)(0x80 | (cp & 0x3F));
-                k = 4;
-            }
+            const size_t k = melt_utf8_put(u, cp);
             sink_put(s, u, k);
             continue;
         }

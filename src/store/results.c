@@ -225,6 +225,16 @@ int melt_results_save(melt_store *s, const melt_results *r, melt_error *err)
     return 0;
 }
 
+int melt_results_update(melt_store *s, int64_t run_id, melt_error *err)
+{
+    melt_results *r = NULL;
+    int rc = melt_results_compute(s, run_id, &r, err);
+    if (rc == 0)
+        rc = melt_results_save(s, r, err);
+    melt_results_free(r);
+    return rc;
+}
+
 int melt_results_save_trial(melt_store *s, int64_t run_id, int64_t trial_id,
                             const melt_trial_metrics *m, melt_error *err)
 {

@@ -83,4 +83,65 @@ wait_cell_agent() {
     return 1
 }
 
+# experiment_yaml FILE NAME REPS THREADS MODEL PROMPT_TOKENS GEN_TOKENS [DEVICE_LINE...]:
+# write a small experiment to FILE: no warm-up, no cool-down wait, context
+# 64, one synthetic workload. THREADS and MODEL are written as given (YAML:
+# "[1, 2]" is a list; quote a MODEL path that needs it). The DEVICE_LINEs
+# are the lines of one device ("name: X" first, then its settings); none:
+# this machine only.
+experiment_yaml() {
+    _f=$1 _name=$2 _reps=$3 _threads=$4 _model=$5 _pp=$6 _tg=$7
+    shift 7
+    {
+        echo "name: $_name"
+        echo "repetitions: $_reps"
+        echo "warmup: 0"
+        echo "cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}"
+        if [ $# -gt 0 ]; then
+            echo "devices:"
+            echo "  - $1"
+            shift
+            for _l in "$@"; do echo "    $_l"; done
+        fi
+        echo "engines:"
+        echo "  - threads: $_threads"
+        echo "    context: 64"
+        echo "models:"
+        echo "  - path: $_model"
+        echo "workloads:"
+        echo "  - synthetic: {prompt_tokens: $_pp, gen_tokens: $_tg}"
+    } >"$_f"
+}
+
+# use_fake_adb: the fake adb (tests/data/fake-adb/adb) first in PATH, its
+# one device living in $T/phone (FAKE_ADB_ROOT), none of its knobs set.
+use_fake_adb() {
+    export PATH="$ROOT/tests/data/fake-adb:$PATH"
+    unset MELT_ADB FAKE_ADB_DEVICES FAKE_ADB_VANISH_AFTER FAKE_ADB_SERIAL FAKE_ADB_ABI FAKE_ADB_FAIL 2>/dev/null
+    export FAKE_ADB_ROOT="$T/phone"
+    mkdir -p "$FAKE_ADB_ROOT"
+}
+
+# need_cross_tools WHAT: aarch64-linux-gnu-gcc and qemu-aarch64-static,
+# installed with scripts/deps.sh cross when missing. Reports
+# cross_tools_present; when they cannot be had, reports WHAT as failed
+# too (never skipped) and returns 1.
+need_cross_tools() {
+    _deps_rc=0
+    if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64-static >/dev/null 2>&1; then
+        "$ROOT/scripts/deps.sh" cross >"$T/deps.out" 2>&1 || _deps_rc=$?
+    fi
+    _missing=""
+    for _x in aarch64-linux-gnu-gcc qemu-aarch64-static; do
+        command -v "$_x" >/dev/null 2>&1 || _missing="$_missing $_x"
+    done
+    if [ -n "$_missing" ]; then
+        _report "cross_tools_present" 0 "missing:$_missing; 'scripts/deps.sh cross' (exit $_deps_rc) did not provide them:
+$(tail -5 "$T/deps.out" 2>/dev/null)"
+        _report "$1" 0 "not run: no cross compiler or qemu-aarch64-static"
+        return 1
+    fi
+    _report "cross_tools_present" 1 ""
+}
+
 finish() { echo "RESULT $_pass $_fail"; }

@@ -13,22 +13,7 @@ XAGENT="$ROOT/$BUILD/aarch64/melt-agent"
 QEMU=qemu-aarch64-static
 
 # ---- tools -----------------------------------------------------------------
-deps_rc=0
-if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
-    "$ROOT/scripts/deps.sh" cross >"$T/deps.out" 2>&1 || deps_rc=$?
-fi
-missing=""
-for x in aarch64-linux-gnu-gcc "$QEMU"; do
-    command -v "$x" >/dev/null 2>&1 || missing="$missing $x"
-done
-if [ -n "$missing" ]; then
-    _report "cross_tools_present" 0 "missing:$missing; 'scripts/deps.sh cross' (exit $deps_rc) did not provide them:
-$(tail -5 "$T/deps.out" 2>/dev/null)"
-    _report "aarch64_agent_checks" 0 "not run: no cross compiler or qemu-aarch64-static"
-    finish
-    exit 0
-fi
-_report "cross_tools_present" 1 ""
+need_cross_tools aarch64_agent_checks || { finish; exit 0; }
 
 # ---- build -----------------------------------------------------------------
 # Same BUILD as the suite (its gen/ header), objects in $BUILD/aarch64/obj.
@@ -105,19 +90,7 @@ expect "a57_forced_neon_dotprod_error_names_it" "$T/out" \
     '"ev":"error".*kernels .neon-dotprod. are not supported by this CPU \(features: NEON\)'
 
 # ---- a full experiment through the emulator wrapper -------------------------
-cat >"$T/arm.yaml" <<YAML
-name: aarch64-qemu
-repetitions: 1
-warmup: 0
-cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}
-engines:
-  - threads: [2]
-    context: 64
-models:
-  - path: $MODEL
-workloads:
-  - synthetic: {prompt_tokens: 16, gen_tokens: 8}
-YAML
+experiment_yaml "$T/arm.yaml" aarch64-qemu 1 "[2]" "$MODEL" 16 8
 DB="$T/arm.db"
 MELT_AARCH64_AGENT="$XAGENT" check "melt_run_qemu_agent_exits_0" \
     "$MELT" run "$T/arm.yaml" --db "$DB" --idle-ms 0 -q --agent "$ROOT/scripts/qemu-aarch64-agent"

@@ -12,10 +12,7 @@
 MODEL="$FIX/stories260K/stories260K.gguf"
 export MELT_AGENT="$ROOT/$BUILD/melt-agent"
 REAL_ADB=$(command -v adb 2>/dev/null || true)
-export PATH="$ROOT/tests/data/fake-adb:$PATH"
-unset MELT_ADB FAKE_ADB_DEVICES FAKE_ADB_VANISH_AFTER FAKE_ADB_SERIAL FAKE_ADB_ABI 2>/dev/null
-export FAKE_ADB_ROOT="$T/phone"
-mkdir -p "$FAKE_ADB_ROOT"
+use_fake_adb
 check "fake_adb_lists_one_device" adb devices -l
 expect "fake_adb_device_line" "$T/out" '^FAKE0001 +device .*model:Fake_Phone'
 
@@ -34,23 +31,7 @@ yq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/''/g")"; }   # YAML single q
 
 exp() { # FILE NAME [device lines...]
     f=$1 n=$2; shift 2
-    {
-        echo "name: $n"
-        echo "repetitions: 1"
-        echo "warmup: 0"
-        echo "cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}"
-        echo "devices:"
-        echo "  - name: phone"
-        echo "    transport: adb"
-        for l in "$@"; do echo "    $l"; done
-        echo "engines:"
-        echo "  - threads: 1"
-        echo "    context: 64"
-        echo "models:"
-        echo "  - path: $(yq "$HMODEL")"
-        echo "workloads:"
-        echo "  - synthetic: {prompt_tokens: 16, gen_tokens: 8}"
-    } >"$f"
+    experiment_yaml "$f" "$n" 1 1 "$(yq "$HMODEL")" 16 8 "name: phone" "transport: adb" "$@"
 }
 
 # ---- (a) a run on the fake phone ------------------------------------------------

@@ -7,35 +7,16 @@
 . "$ROOT/tests/integration/lib.sh"
 MODEL="$FIX/stories260K/stories260K.gguf"
 export MELT_AGENT="$ROOT/$BUILD/melt-agent"
-export PATH="$ROOT/tests/data/fake-adb:$PATH"
-unset MELT_ADB FAKE_ADB_DEVICES FAKE_ADB_VANISH_AFTER FAKE_ADB_SERIAL FAKE_ADB_ABI FAKE_ADB_FAIL 2>/dev/null
-export FAKE_ADB_ROOT="$T/phone"
-mkdir -p "$FAKE_ADB_ROOT"
+use_fake_adb
 cp -r "$DATA/devices/pixel/sys" "$FAKE_ADB_ROOT/sys"   # governors, thermal zones
 LOG="$FAKE_ADB_ROOT/rituals.log"
 STATE="$FAKE_ADB_ROOT/state"
 have_sqlite=0
 command -v sqlite3 >/dev/null 2>&1 && have_sqlite=1
 
-exp() { # FILE IDLE [android lines]
+exp() { # FILE [android lines]
     f=$1; shift
-    {
-        echo "name: rituals"
-        echo "repetitions: 1"
-        echo "warmup: 0"
-        echo "cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}"
-        echo "devices:"
-        echo "  - name: phone"
-        echo "    transport: adb"
-        for l in "$@"; do echo "    $l"; done
-        echo "engines:"
-        echo "  - threads: 1"
-        echo "    context: 64"
-        echo "models:"
-        echo "  - path: $MODEL"
-        echo "workloads:"
-        echo "  - synthetic: {prompt_tokens: 8, gen_tokens: 4}"
-    } >"$f"
+    experiment_yaml "$f" rituals 1 1 "$MODEL" 8 4 "name: phone" "transport: adb" "$@"
 }
 
 # ---- done and undone, in order -------------------------------------------------

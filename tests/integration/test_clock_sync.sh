@@ -17,19 +17,7 @@ expect "echo_mode_any_token" "$T/echo.out" '^echo abc [0-9]+$'
 expect "echo_mode_unknown_request" "$T/echo.out" '^err unknown request'
 check_exit "echo_mode_takes_no_arguments" 2 "$AGENT" --echo extra
 
-cat >"$T/c.yaml" <<EOF
-name: clk
-repetitions: 2
-warmup: 0
-cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}
-engines:
-  - threads: 1
-    context: 64
-models:
-  - path: $MODEL
-workloads:
-  - synthetic: {prompt_tokens: 8, gen_tokens: 4}
-EOF
+experiment_yaml "$T/c.yaml" clk 2 1 "$MODEL" 8 4
 DB="$T/c.db"
 check "local_run_exits_0" "$MELT" run "$T/c.yaml" --db "$DB" --idle-ms 0
 if command -v sqlite3 >/dev/null 2>&1; then

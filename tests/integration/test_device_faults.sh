@@ -7,10 +7,7 @@
 . "$ROOT/tests/integration/lib.sh"
 MODEL="$FIX/stories260K/stories260K.gguf"
 export MELT_AGENT="$ROOT/$BUILD/melt-agent"
-export PATH="$ROOT/tests/data/fake-adb:$PATH"
-unset MELT_ADB FAKE_ADB_DEVICES FAKE_ADB_VANISH_AFTER FAKE_ADB_SERIAL FAKE_ADB_ABI FAKE_ADB_FAIL 2>/dev/null
-export FAKE_ADB_ROOT="$T/phone"
-mkdir -p "$FAKE_ADB_ROOT"
+use_fake_adb
 cat >"$T/two.yaml" <<EOF
 name: two
 repetitions: 2

@@ -15,21 +15,7 @@ XTEST="$ROOT/$BUILD/aarch64/tests/test_kernels_cross"
 NTEST="$ROOT/$BUILD/cross/test_kernels_cross"
 
 # ---- tools -----------------------------------------------------------------
-deps_rc=0
-if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v "$QEMU" >/dev/null 2>&1; then
-    "$ROOT/scripts/deps.sh" cross >"$T/deps.out" 2>&1 || deps_rc=$?
-fi
-missing=""
-for x in aarch64-linux-gnu-gcc "$QEMU"; do
-    command -v "$x" >/dev/null 2>&1 || missing="$missing $x"
-done
-if [ -n "$missing" ]; then
-    _report "cross_tools_present" 0 "missing:$missing; 'scripts/deps.sh cross' (exit $deps_rc) did not provide them:
-$(tail -5 "$T/deps.out" 2>/dev/null)"
-    _report "neon_kernel_checks" 0 "not run: no cross compiler or qemu-aarch64-static"
-    finish
-    exit 0
-fi
+need_cross_tools neon_kernel_checks || { finish; exit 0; }
 
 # ---- build (same BUILD and sanitizers as the suite, so the native program
 # links with its libmelt.a; MAKEFLAGS of an outer make are not passed on)

@@ -108,26 +108,8 @@ expect_eq "nothing_named_pwned_anywhere" \
 # ---- (c): an experiment on the ssh device -------------------------------------
 DEV="$T/device/run"   # a work folder melt creates itself (mkdir -p)
 exp() { # FILE NAME
-    cat >"$1" <<EOF
-name: $2
-repetitions: 1
-warmup: 0
-cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}
-devices:
-  - name: box
-    transport: ssh
-    host: 127.0.0.1
-    port: $PORT
-    user: root
-    workdir: $DEV
-engines:
-  - threads: 1
-    context: 64
-models:
-  - path: $MODEL
-workloads:
-  - synthetic: {prompt_tokens: 16, gen_tokens: 8}
-EOF
+    experiment_yaml "$1" "$2" 1 1 "$MODEL" 16 8 "name: box" "transport: ssh" "host: 127.0.0.1" \
+        "port: $PORT" "user: root" "workdir: $DEV"
 }
 exp "$T/ssh.yaml" sshrun
 DB="$T/ssh.db"

@@ -54,24 +54,7 @@ check "agent_listens_on_loopback" test -n "$PORT"
 check_exit "listen_bad_port_is_usage_error" 2 "$AGENT_BIN" --listen nope
 
 exp() { # FILE NAME
-    cat >"$1" <<EOF
-name: $2
-repetitions: 1
-warmup: 0
-cooldown: {max_temp_c: 150, min_wait_s: 0, max_wait_s: 0}
-devices:
-  - name: board
-    transport: tcp
-    host: 127.0.0.1
-    port: $PORT
-engines:
-  - threads: 1
-    context: 64
-models:
-  - path: $MODEL
-workloads:
-  - synthetic: {prompt_tokens: 16, gen_tokens: 8}
-EOF
+    experiment_yaml "$1" "$2" 1 1 "$MODEL" 16 8 "name: board" "transport: tcp" "host: 127.0.0.1" "port: $PORT"
 }
 exp "$T/tcp.yaml" tcprun
 DB="$T/tcp.db"

@@ -11,16 +11,6 @@
 
 #include "backends/http.h"
 
-/* slurp, NUL-terminated (the recordings are searched with strstr). */
-static char *slurp_text(const char *path, size_t *n)
-{
-    char *p = slurp(path, n);
-    char *z = realloc(p, *n + 1);
-    assert_non_null(z);
-    z[*n] = '\0';
-    return z;
-}
-
 /* ---- URLs ---- */
 
 static void http_parses_urls(void **state)

@@ -5,16 +5,6 @@
 
 #include "melt/jscan.h"
 
-/* slurp, NUL-terminated (the recordings are searched with strstr). */
-static char *slurp_text(const char *path, size_t *n)
-{
-    char *p = slurp(path, n);
-    char *z = realloc(p, *n + 1);
-    assert_non_null(z);
-    z[*n] = '\0';
-    return z;
-}
-
 static melt_jdoc *parse_ok(const char *s)
 {
     melt_jdoc *d = NULL;
@@ -63,6 +53,34 @@ static void jscan_unescapes_strings_and_surrogate_pairs(void **state)
     assert_int_equal(len, 3);
     assert_memory_equal(s, "x\0y", 3);
     melt_jdoc_free(d);
+}
+
+/* The escape decoder event.c shares: bytes taken, code point, reasons. */
+static void jscan_unicode_escape_gives_length_code_point_and_reason(void **state)
+{
+    (void)state;
+    unsigned cp = 0;
+    const char *why = NULL;
+    assert_int_equal(melt_json_unicode_escape("\\u00e9\"", 7, &cp, &why), 6);
+    assert_int_equal(cp, 0xE9);
+    assert_int_equal(melt_json_unicode_escape("\\ud83d\\ude00", 12, &cp, &why), 12);
+    assert_int_equal(cp, 0x1F600);
+    assert_int_equal(melt_json_unicode_escape("\\u00e", 5, &cp, &why), 0);
+    assert_non_null(strstr(why, "truncated"));
+    assert_int_equal(melt_json_unicode_escape("\\u00g9", 6, &cp, &why), 0);
+    assert_string_equal(why, "bad \\u escape");
+    assert_int_equal(melt_json_unicode_escape("\\udc00", 6, &cp, &why), 0);
+    assert_non_null(strstr(why, "lone low surrogate"));
+    assert_int_equal(melt_json_unicode_escape("\\ud83d\\u0041", 12, &cp, &why), 0);
+    assert_non_null(strstr(why, "without its low half"));
+    assert_int_equal(melt_json_unicode_escape("\\ud83d\"", 7, &cp, &why), 0);
+    assert_non_null(strstr(why, "without its low half"));
+    char o[4];
+    assert_int_equal(melt_utf8_put(o, 0x41), 1);
+    assert_int_equal(melt_utf8_put(o, 0x20AC), 3);
+    assert_memory_equal(o, "\xE2\x82\xAC", 3);
+    assert_int_equal(melt_utf8_put(o, 0x1F600), 4);
+    assert_memory_equal(o, "\xF0\x9F\x98\x80", 4);
 }
 
 static void jscan_rejects_bad_json_with_offset(void **state)
@@ -124,6 +142,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(jscan_reads_paths_into_nested_values),
         cmocka_unit_test(jscan_unescapes_strings_and_surrogate_pairs),
+        cmocka_unit_test(jscan_unicode_escape_gives_length_code_point_and_reason),
         cmocka_unit_test(jscan_rejects_bad_json_with_offset),
         cmocka_unit_test(jscan_bounds_nesting_depth),
         cmocka_unit_test(jscan_reads_the_recorded_final_chunk),

@@ -15,16 +15,6 @@
 
 #include "backends/http.h"
 
-/* slurp, NUL-terminated (the recordings are searched with strstr). */
-static char *slurp_text(const char *path, size_t *n)
-{
-    char *p = slurp(path, n);
-    char *z = realloc(p, *n + 1);
-    assert_non_null(z);
-    z[*n] = '\0';
-    return z;
-}
-
 /* ---- the replay server as a child process ---- */
 
 typedef struct replay {
@@ -136,6 +126,20 @@ static double fig(const rec *r, const char *key, const char *unit)
 
 static const melt_chat_msg hello[] = {{"user", "Say hello"}};
 
+/* What one streamed request left: the sink's record, the result, the error. */
+typedef struct streamed {
+    rec g;
+    melt_backend_result res;
+    melt_error err;
+} streamed;
+
+/* melt_oai_stream(c) with o->g as the sink (o->g.stop_after is kept). */
+static int stream(const melt_oai_call *c, streamed *o)
+{
+    melt_backend_sink sink = {.ctx = &o->g, .token = on_token, .figure = on_figure};
+    return melt_oai_stream(c, &sink, &o->res, &o->err);
+}
+
 /* ---- streaming ---- */
 
 static void oai_chat_stream_yields_recorded_tokens_with_spread_times(void **state)
@@ -147,37 +151,34 @@ static void oai_chat_stream_yields_recorded_tokens_with_spread_times(void **stat
     replay_start(&r, args);
     melt_backend_request rq = {.messages = hello, .n_messages = 1, .n_predict = 16};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_CHAT, .model = "stories260K", .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    const int rc = melt_oai_stream(&c, &sink, &res, &err);
+    streamed o = {0};
+    const int rc = stream(&c, &o);
     replay_stop(&r);
-    if (rc != 0) fail_msg("%s", err.msg);
+    if (rc != 0) fail_msg("%s", o.err.msg);
     static const char *const want[] = {"\"", "H", "e", "re", "?", "\"", " ", "A",
                                        "n", "n", "a", "b", "y", "ed", ".", "\n"};
-    assert_int_equal(g.n, 16);
-    assert_int_equal(res.n_gen, 16);
+    assert_int_equal(o.g.n, 16);
+    assert_int_equal(o.res.n_gen, 16);
     for (int i = 0; i < 16; i++) {
-        assert_string_equal(g.text[i], want[i]);
-        assert_int_equal(g.index[i], i);
-        assert_int_equal(g.id[i], -1);
-        assert_true(g.t[i] > res.t_request_ns);
+        assert_string_equal(o.g.text[i], want[i]);
+        assert_int_equal(o.g.index[i], i);
+        assert_int_equal(o.g.id[i], -1);
+        assert_true(o.g.t[i] > o.res.t_request_ns);
         /* events were 15 ms apart on the wire */
-        if (i > 0 && g.t[i] - g.t[i - 1] < 5000000)
-            fail_msg("token %d only %lld ns after the previous", i, (long long)(g.t[i] - g.t[i - 1]));
+        if (i > 0 && o.g.t[i] - o.g.t[i - 1] < 5000000)
+            fail_msg("token %d only %lld ns after the previous", i, (long long)(o.g.t[i] - o.g.t[i - 1]));
     }
-    assert_string_equal(res.reply, "\"Here?\" Annabyed.\n");
-    assert_int_equal(res.end, MELT_BACKEND_END_LIMIT);
-    assert_int_equal(res.n_prompt, 50);
-    assert_true(fig(&g, "prompt_tokens", "count") == 50);
-    assert_true(fig(&g, "completion_tokens", "count") == 16);
-    assert_true(fig(&g, "total_tokens", "count") == 66);
-    assert_true(fig(&g, "prompt_ms", "ms") == 3.469);
-    assert_true(fig(&g, "predicted_n", "count") == 16);
-    assert_true(fabs(fig(&g, "predicted_per_second", "tok/s") - 2474.4308808973933) < 1e-9);
-    assert_true(fig(&g, "cache_n", "count") == 0);
-    melt_backend_result_free(&res);
+    assert_string_equal(o.res.reply, "\"Here?\" Annabyed.\n");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LIMIT);
+    assert_int_equal(o.res.n_prompt, 50);
+    assert_true(fig(&o.g, "prompt_tokens", "count") == 50);
+    assert_true(fig(&o.g, "completion_tokens", "count") == 16);
+    assert_true(fig(&o.g, "total_tokens", "count") == 66);
+    assert_true(fig(&o.g, "prompt_ms", "ms") == 3.469);
+    assert_true(fig(&o.g, "predicted_n", "count") == 16);
+    assert_true(fabs(fig(&o.g, "predicted_per_second", "tok/s") - 2474.4308808973933) < 1e-9);
+    assert_true(fig(&o.g, "cache_n", "count") == 0);
+    melt_backend_result_free(&o.res);
 }
 
 static void oai_cut_stream_is_lost_with_the_tokens_before_the_cut(void **state)
@@ -189,20 +190,17 @@ static void oai_cut_stream_is_lost_with_the_tokens_before_the_cut(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.messages = hello, .n_messages = 1, .n_predict = 16};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_CHAT, .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    const int rc = melt_oai_stream(&c, &sink, &res, &err);
+    streamed o = {0};
+    const int rc = stream(&c, &o);
     replay_stop(&r);
     assert_int_equal(rc, 0);
-    assert_int_equal(res.end, MELT_BACKEND_END_LOST);
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LOST);
     /* the recording holds 10 complete token events before the cut one */
-    assert_int_equal(res.n_gen, 10);
-    assert_int_equal(g.n, 10);
-    assert_string_equal(res.reply, "\"Here?\" Ann");
-    assert_int_equal(g.n_fig, 0);
-    melt_backend_result_free(&res);
+    assert_int_equal(o.res.n_gen, 10);
+    assert_int_equal(o.g.n, 10);
+    assert_string_equal(o.res.reply, "\"Here?\" Ann");
+    assert_int_equal(o.g.n_fig, 0);
+    melt_backend_result_free(&o.res);
 }
 
 static void oai_error_answers_carry_the_server_message(void **state)
@@ -249,26 +247,23 @@ static void oai_error_events_mid_stream_fail_after_keeping_tokens(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.messages = hello, .n_messages = 1, .n_predict = 4};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_CHAT, .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    assert_true(melt_oai_stream(&c, &sink, &res, &err) < 0);
-    assert_non_null(strstr(err.msg, "The server had an error while processing your request"));
-    assert_int_equal(res.n_gen, 1);
-    assert_string_equal(res.reply, "Hi");
-    assert_int_equal(res.end, MELT_BACKEND_END_LOST);
-    melt_backend_result_free(&res);
+    streamed o = {0};
+    assert_true(stream(&c, &o) < 0);
+    assert_non_null(strstr(o.err.msg, "The server had an error while processing your request"));
+    assert_int_equal(o.res.n_gen, 1);
+    assert_string_equal(o.res.reply, "Hi");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LOST);
+    melt_backend_result_free(&o.res);
 
     melt_backend_request rq2 = {.prompt = "x", .n_predict = 4};
     c.kind = MELT_OAI_LLAMA_COMPLETION;
     c.rq = &rq2;
-    memset(&g, 0, sizeof g);
-    assert_true(melt_oai_stream(&c, &sink, &res, &err) < 0);
-    assert_non_null(strstr(err.msg, "context shift is disabled"));
-    assert_int_equal(g.n, 1);
-    assert_int_equal(g.id[0], 9038);
-    melt_backend_result_free(&res);
+    memset(&o.g, 0, sizeof o.g);
+    assert_true(stream(&c, &o) < 0);
+    assert_non_null(strstr(o.err.msg, "context shift is disabled"));
+    assert_int_equal(o.g.n, 1);
+    assert_int_equal(o.g.id[0], 9038);
+    melt_backend_result_free(&o.res);
     replay_stop(&r);
 }
 
@@ -285,23 +280,20 @@ static void oai_llama_completion_reports_token_ids_and_timings(void **state)
     melt_sampler_params sp = melt_sampler_default_params();
     sp.temperature = 0;
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_LLAMA_COMPLETION, .rq = &rq, .sampling = &sp};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    const int rc = melt_oai_stream(&c, &sink, &res, &err);
+    streamed o = {0};
+    const int rc = stream(&c, &o);
     replay_stop(&r);
-    if (rc != 0) fail_msg("%s", err.msg);
+    if (rc != 0) fail_msg("%s", o.err.msg);
     static const int32_t ids[] = {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337};
-    assert_int_equal(g.n, 16);
-    for (int i = 0; i < 16; i++) assert_int_equal(g.id[i], ids[i]);
-    assert_string_equal(res.reply, ", there was a little girl named Lily. She loved to play");
-    assert_int_equal(res.end, MELT_BACKEND_END_LIMIT);
-    assert_int_equal(res.n_prompt, 5);
-    assert_true(fig(&g, "prompt_ms", "ms") == 19.478);
-    assert_true(fig(&g, "cache_n", "count") == 4);
-    assert_true(fig(&g, "predicted_per_token_ms", "ms") > 0);
-    melt_backend_result_free(&res);
+    assert_int_equal(o.g.n, 16);
+    for (int i = 0; i < 16; i++) assert_int_equal(o.g.id[i], ids[i]);
+    assert_string_equal(o.res.reply, ", there was a little girl named Lily. She loved to play");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LIMIT);
+    assert_int_equal(o.res.n_prompt, 5);
+    assert_true(fig(&o.g, "prompt_ms", "ms") == 19.478);
+    assert_true(fig(&o.g, "cache_n", "count") == 4);
+    assert_true(fig(&o.g, "predicted_per_token_ms", "ms") > 0);
+    melt_backend_result_free(&o.res);
     /* what was sent */
     size_t n = 0;
     char *log = slurp_text(scratch_path("req.log"), &n);
@@ -327,16 +319,13 @@ static void oai_completions_survive_keepalives_and_multiline_data(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.prompt = "x", .n_predict = 8};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_COMPLETIONS, .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    assert_int_equal(melt_oai_stream(&c, &sink, &res, &err), 0);
+    streamed o = {0};
+    assert_int_equal(stream(&c, &o), 0);
     replay_stop(&r);
-    assert_string_equal(res.reply, "AB");
-    assert_int_equal(res.end, MELT_BACKEND_END_EOG);
-    assert_int_equal(res.n_prompt, 3);
-    melt_backend_result_free(&res);
+    assert_string_equal(o.res.reply, "AB");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_EOG);
+    assert_int_equal(o.res.n_prompt, 3);
+    melt_backend_result_free(&o.res);
 }
 
 static void oai_sink_stop_and_cancel_end_as_caller(void **state)
@@ -348,22 +337,19 @@ static void oai_sink_stop_and_cancel_end_as_caller(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.prompt = "Once upon a time", .n_predict = 16};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_COMPLETIONS, .rq = &rq};
-    rec g = {.stop_after = 3};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    assert_int_equal(melt_oai_stream(&c, &sink, &res, &err), 0);
-    assert_int_equal(res.end, MELT_BACKEND_END_CALLER);
-    assert_int_equal(res.n_gen, 3);
-    assert_string_equal(res.reply, ", there was");
-    melt_backend_result_free(&res);
+    streamed o = {.g = {.stop_after = 3}};
+    assert_int_equal(stream(&c, &o), 0);
+    assert_int_equal(o.res.end, MELT_BACKEND_END_CALLER);
+    assert_int_equal(o.res.n_gen, 3);
+    assert_string_equal(o.res.reply, ", there was");
+    melt_backend_result_free(&o.res);
 
     volatile int cancel = 1;
     c.cancel = &cancel;
-    memset(&g, 0, sizeof g);
-    assert_int_equal(melt_oai_stream(&c, &sink, &res, &err), 0);
-    assert_int_equal(res.end, MELT_BACKEND_END_CALLER);
-    melt_backend_result_free(&res);
+    memset(&o.g, 0, sizeof o.g);
+    assert_int_equal(stream(&c, &o), 0);
+    assert_int_equal(o.res.end, MELT_BACKEND_END_CALLER);
+    melt_backend_result_free(&o.res);
     replay_stop(&r);
 }
 
@@ -376,18 +362,15 @@ static void oai_reasoning_counts_as_tokens_but_not_reply(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.messages = hello, .n_messages = 1, .n_predict = 16};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_CHAT, .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    assert_int_equal(melt_oai_stream(&c, &sink, &res, &err), 0);
+    streamed o = {0};
+    assert_int_equal(stream(&c, &o), 0);
     replay_stop(&r);
-    assert_int_equal(g.n, 5);
-    assert_string_equal(g.text[0], "Let");
-    assert_string_equal(g.text[4], "!");
-    assert_string_equal(res.reply, "Hi!");
-    assert_int_equal(res.end, MELT_BACKEND_END_EOG);
-    melt_backend_result_free(&res);
+    assert_int_equal(o.g.n, 5);
+    assert_string_equal(o.g.text[0], "Let");
+    assert_string_equal(o.g.text[4], "!");
+    assert_string_equal(o.res.reply, "Hi!");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_EOG);
+    melt_backend_result_free(&o.res);
 }
 
 static void oai_a_server_that_ignores_stream_still_answers(void **state)
@@ -400,25 +383,22 @@ static void oai_a_server_that_ignores_stream_still_answers(void **state)
     replay_start(&r, args);
     melt_backend_request rq = {.messages = hello, .n_messages = 1, .n_predict = 16};
     melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_CHAT, .rq = &rq};
-    rec g = {0};
-    melt_backend_sink sink = {.ctx = &g, .token = on_token, .figure = on_figure};
-    melt_backend_result res;
-    melt_error err = {0};
-    assert_int_equal(melt_oai_stream(&c, &sink, &res, &err), 0);
-    assert_string_equal(res.reply, "\"Here?\" Annabyed.\n");
-    assert_int_equal(g.n, 1);
-    assert_int_equal(res.end, MELT_BACKEND_END_LIMIT);   /* usage says all 16 came */
-    assert_true(fig(&g, "prompt_per_second", "tok/s") > 278);
-    melt_backend_result_free(&res);
+    streamed o = {0};
+    assert_int_equal(stream(&c, &o), 0);
+    assert_string_equal(o.res.reply, "\"Here?\" Annabyed.\n");
+    assert_int_equal(o.g.n, 1);
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LIMIT);   /* usage says all 16 came */
+    assert_true(fig(&o.g, "prompt_per_second", "tok/s") > 278);
+    melt_backend_result_free(&o.res);
 
     melt_backend_request rq2 = {.prompt = "Once upon a time", .n_predict = 32};
     c.kind = MELT_OAI_LLAMA_COMPLETION;
     c.rq = &rq2;
-    assert_int_equal(melt_oai_stream(&c, NULL, &res, &err), 0);
-    assert_string_equal(res.reply,
+    assert_int_equal(melt_oai_stream(&c, NULL, &o.res, &o.err), 0);
+    assert_string_equal(o.res.reply,
                         ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw");
-    assert_int_equal(res.end, MELT_BACKEND_END_LIMIT);
-    melt_backend_result_free(&res);
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LIMIT);
+    melt_backend_result_free(&o.res);
     replay_stop(&r);
 }
 

@@ -47,6 +47,16 @@ static inline void *slurp(const char *path, size_t *size)
     return p;
 }
 
+/* slurp, NUL-terminated (for text searched with strstr). */
+static inline char *slurp_text(const char *path, size_t *size)
+{
+    char *p = slurp(path, size);
+    char *z = realloc(p, *size + 1);
+    assert_non_null(z);
+    z[*size] = '\0';
+    return z;
+}
+
 /* Deterministic xorshift64* for random test data. */
 static inline uint64_t test_rand_u64(uint64_t *s)
 {
