@@ -67,9 +67,12 @@ int melt_context_new(const melt_model *m, const melt_context_params *params, mel
     c->att = alloc_floats(B * q_dim, &ok);
     c->hb = alloc_floats(B * (size_t)hp->n_ff, &ok);
     c->hb2 = alloc_floats(B * (size_t)hp->n_ff, &ok);
-    /* per thread: a dequantized weight row, or attention scores + q */
+    /* per thread: a dequantized weight row, or the attention scores of the
+     * query heads that share a KV head (attend_group) + q */
+    const size_t group = hp->n_head_kv > 0 ? (size_t)(hp->n_head / hp->n_head_kv) : 1;
     size_t per = (size_t)m->max_row;
-    if ((size_t)n_ctx + (size_t)hp->head_dim > per) per = (size_t)n_ctx + (size_t)hp->head_dim;
+    const size_t att = group * (size_t)n_ctx + (size_t)hp->head_dim;
+    if (att > per) per = att;
     c->scratch_floats = (per + 15) & ~(size_t)15;  /* keep threads' slices apart */
     c->scratch = alloc_floats((size_t)n_threads * c->scratch_floats, &ok);
     /* converted activations: every dot type takes at most 2 bytes an element */

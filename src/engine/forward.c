@@ -5,7 +5,8 @@
  * attention -> output projection -> residual, RMSNorm -> SwiGLU FFN ->
  * residual; then the final norm and the classifier. The heavy ops go
  * through c->ops (ops.h) and run on the thread pool, split by output rows
- * (matmuls) or by (token, head) (attention, dealt round-robin). */
+ * (matmuls) or by (token, head) (attention, dealt round-robin; by (token,
+ * KV head) where the kernels attend a KV head's query heads at once). */
 #include <math.h>
 #include <stddef.h>
 
@@ -108,6 +109,19 @@ static void attention_run(void *arg, int ith, int nth)
     const int group = hp->n_head / hp->n_head_kv;  /* query heads per KV head */
     const float scale = 1.0f / sqrtf((float)hd);
     float *scratch = c->scratch + (size_t)ith * c->scratch_floats;
+    /* the query heads of one KV head together, where the kernels can and
+     * the scratch holds all their scores (same results as one by one) */
+    const size_t n_kv_max = (size_t)t->pos + (size_t)t->n_tok;
+    if (c->ops->attend_group && group > 1 && (size_t)group * n_kv_max + (size_t)hd <= c->scratch_floats) {
+        const int n_items = t->n_tok * hp->n_head_kv;
+        for (int i = ith; i < n_items; i += nth) {   /* round-robin, as below */
+            const int tok = i / hp->n_head_kv, hk = i % hp->n_head_kv;
+            const size_t off = (size_t)tok * q_dim + (size_t)hk * group * hd;
+            melt_kv_view kv = melt_kv_cache_view(&c->kv, t->layer, hk, hd);
+            c->ops->attend_group(c->att + off, c->q + off, group, &kv, t->pos + tok + 1, hd, scale, scratch);
+        }
+        return;
+    }
     const int n_items = t->n_tok * hp->n_head;
     /* items dealt round-robin: a later token attends to more positions, so
      * contiguous shares would give the last thread the most work */

@@ -88,6 +88,12 @@ typedef struct melt_ops {
      * before their dot products (llama.cpp's default KV path). */
     void (*attend)(float *out, const float *q, const melt_kv_view *kv, int n_kv,
                    int head_dim, float scale, float *att);
+    /* n_group query heads (q and out: n_group x head_dim, consecutive)
+     * against the one KV head they share, each exactly as attend would
+     * give it; att is scratch of n_group * n_kv + head_dim floats. NULL:
+     * the forward pass calls attend per head. */
+    void (*attend_group)(float *out, const float *q, int n_group, const melt_kv_view *kv, int n_kv,
+                         int head_dim, float scale, float *att);
     /* gate[i] = silu(gate[i]) * up[i]. */
     void (*swiglu)(float *gate, const float *up, int n);
 } melt_ops;

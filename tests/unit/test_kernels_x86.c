@@ -459,7 +459,8 @@ static void avx512_vnni_vec_dots_are_bit_identical_to_scalar(void **state)
  * equal the scalar matmul bit for bit: raw weight blocks (every quant
  * byte random, largest scales) and raw activations (all -128, all 127 or
  * random, with random bsums), row counts around the tile of 16, token
- * counts around the pass of 8 and the group of 16, any thread split. */
+ * counts around the passes of 16 (32-blocks) and 64 (k-quants) and the
+ * group of 16, any thread split. */
 static void avx512_tiled_matmul_equals_scalar_on_raw_blocks(void **state)
 {
     (void)state;
@@ -467,7 +468,7 @@ static void avx512_tiled_matmul_equals_scalar_on_raw_blocks(void **state)
     static const uint32_t types[] = {MELT_TYPE_Q4_0, MELT_TYPE_Q8_0, MELT_TYPE_Q4_K, MELT_TYPE_Q6_K,
                                      MELT_TYPE_Q5_K};
     static const int n_outs[] = {1, 5, 16, 17, 40};
-    static const int n_toks[] = {1, 2, 8, 9, 13, 17, 33};
+    static const int n_toks[] = {1, 2, 8, 9, 13, 17, 33, 70};
     static const int qs[] = {0, -128, 127};
     const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
     assert_non_null(fast);
@@ -519,21 +520,23 @@ static void avx512_tiled_matmul_equals_scalar_on_raw_blocks(void **state)
     }
 }
 
-/* The avx512 family's attention over an F16 cache (scores 8 positions at
- * a time, V sums 16 dimensions at a time) equals the scalar family's bit
- * for bit, for position counts around 8 and 16 and head sizes that take
- * the fast path (multiples of 16) or fall back. */
+/* The avx512 family's attention over an F16 cache (scores 16 positions at
+ * a time, V sums by blocks of 64 positions) equals the scalar family's bit
+ * for bit, for position counts around 16 and 64 and head sizes that take
+ * the fast path (multiples of 16 up to 256; 64 has its own loop) or fall
+ * back. */
 static void avx512_attend_equals_scalar_over_f16_cache(void **state)
 {
     (void)state;
     if (!melt_kernels_avx512_usable()) skip();
     const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
-    static const int head_dims[] = {16, 64, 128, 24};
+    static const int head_dims[] = {16, 64, 128, 24, 48, 320};
     uint64_t seed = 0xa77e;
     for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++) {
         const int hd = head_dims[h];
         const size_t stride = (size_t)hd * 3;   /* three KV heads per position */
-        for (int n_kv = 1; n_kv <= 41; n_kv += (n_kv < 18 ? 1 : 4)) {
+        /* past 41: several 64-position blocks of the V sums, with tails */
+        for (int n_kv = 1; n_kv <= 209; n_kv += (n_kv < 18 ? 1 : n_kv < 41 ? 4 : 21)) {
             uint16_t *k = xmalloc((size_t)n_kv * stride * sizeof *k), *v = xmalloc((size_t)n_kv * stride * sizeof *v);
             for (size_t i = 0; i < (size_t)n_kv * stride; i++) {
                 k[i] = melt_fp32_to_fp16(2.0f * test_rand_f32(&seed));
@@ -559,6 +562,59 @@ static void avx512_attend_equals_scalar_over_f16_cache(void **state)
             free(got);
         }
     }
+}
+
+/* The avx512 family's grouped attention (query heads sharing one KV head,
+ * V rows converted once for the group) gives each head exactly what the
+ * scalar family's attend gives it alone: group sizes 1 to 8, head sizes on
+ * the grouped path (multiples of 32 up to 128) and off it, and position
+ * counts on both sides of 16. The scalar and ref families have no grouped
+ * op (the forward pass calls attend per head). */
+static void avx512_attend_group_equals_scalar_per_head(void **state)
+{
+    (void)state;
+    assert_null(melt_ops_scalar()->attend_group);
+    assert_null(melt_ops_ref()->attend_group);
+    if (!melt_kernels_avx512_usable()) skip();
+    const melt_ops *fast = melt_ops_select(MELT_KERNELS_AVX512), *slow = melt_ops_scalar();
+    assert_non_null(fast->attend_group);
+    static const int head_dims[] = {64, 32, 128, 96, 16, 48, 24, 160};
+    static const int groups[] = {1, 2, 3, 4, 8};
+    static const int n_kvs[] = {1, 5, 15, 16, 17, 33, 47, 100};
+    uint64_t seed = 0x6a0b;
+    for (size_t h = 0; h < sizeof head_dims / sizeof head_dims[0]; h++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+            for (size_t ni = 0; ni < sizeof n_kvs / sizeof n_kvs[0]; ni++) {
+                const int hd = head_dims[h], group = groups[gi], n_kv = n_kvs[ni];
+                const size_t stride = (size_t)hd * 2;   /* two KV heads per position */
+                uint16_t *k = xmalloc((size_t)n_kv * stride * sizeof *k);
+                uint16_t *v = xmalloc((size_t)n_kv * stride * sizeof *v);
+                for (size_t i = 0; i < (size_t)n_kv * stride; i++) {
+                    k[i] = melt_fp32_to_fp16(2.0f * test_rand_f32(&seed));
+                    v[i] = melt_fp32_to_fp16(test_rand_f32(&seed));
+                }
+                const size_t nq = (size_t)group * hd;
+                float *q = xmalloc(nq * sizeof *q), *want = xmalloc(nq * sizeof *want);
+                float *got = xmalloc(nq * sizeof *got);
+                for (size_t d = 0; d < nq; d++) q[d] = 3.0f * test_rand_f32(&seed);
+                const melt_kv_view kv = {.f16 = true, .k = k + hd, .v = v + hd, .stride = stride};
+                float *att = xmalloc(((size_t)group * n_kv + hd) * sizeof *att);
+                const float scale = 1.0f / sqrtf((float)hd);
+                for (int g = 0; g < group; g++)
+                    slow->attend(want + (size_t)g * hd, q + (size_t)g * hd, &kv, n_kv, hd, scale, att);
+                fast->attend_group(got, q, group, &kv, n_kv, hd, scale, att);
+                for (size_t d = 0; d < nq; d++)
+                    if (memcmp(&want[d], &got[d], sizeof(float)) != 0)
+                        fail_msg("attend_group head_dim %d, group %d, %d positions: out[%zu] scalar %.9g, "
+                                 "avx512 %.9g",
+                                 hd, group, n_kv, d, (double)want[d], (double)got[d]);
+                free(k);
+                free(v);
+                free(q);
+                free(want);
+                free(got);
+                free(att);
+            }
 }
 
 /* The avx512 family's softmax (exp on 16 lanes, the same tree and
@@ -639,6 +695,7 @@ int main(void)
         cmocka_unit_test(avx512_vnni_vec_dots_are_bit_identical_to_scalar),
         cmocka_unit_test(avx512_tiled_matmul_equals_scalar_on_raw_blocks),
         cmocka_unit_test(avx512_attend_equals_scalar_over_f16_cache),
+        cmocka_unit_test(avx512_attend_group_equals_scalar_per_head),
         cmocka_unit_test(avx512_softmax_equals_scalar),
         cmocka_unit_test(avx512_act_convert_equals_scalar),
     };

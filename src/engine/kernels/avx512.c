@@ -25,7 +25,6 @@
 #include "melt/cpu.h"
 #include "melt/quant.h"
 #include "melt/types.h"
-#include "model/fp16.h"
 #include "model/quant_blocks.h"
 
 #if defined(__clang__)
@@ -168,7 +167,7 @@ melt_vec_dot_fn melt_vec_dot_avx512(uint32_t wtype)
 
 #define TILE_ROWS 16
 #define TILE_TOKS 16
-#define K_TILE_TOKS 32   /* k-quant tiles: their unpacking costs more, shared by more tokens */
+#define K_TILE_TOKS 64   /* k-quant tiles: their unpacking costs more, shared by more tokens */
 
 /* Per token and block: offset * sum(q8) and the activation scale. */
 typedef struct tok_block {
@@ -528,6 +527,11 @@ VBMI_FN static void matmul_q4_K(const melt_weight *w, const void *xq, int n_tok,
     }
 }
 
+/* How many row pairs ahead the one-token q4_K / q6_K products prefetch. */
+#ifndef K_PF_PAIRS
+#define K_PF_PAIRS 2
+#endif
+
 /* ---- q4_K, one token: two rows per zmm ----
  *
  * avx2.c's vec_dot_q4_K (its integer lanes and F32 steps per row) on two
@@ -541,6 +545,12 @@ VNNI_FN static inline __m256i spread256(__m256i v)
     return _mm256_shuffle_epi8(v, sp);
 }
 
+VNNI_FN static inline __m512i spread512(__m512i v)
+{
+    const __m512i sp = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15));
+    return _mm512_shuffle_epi8(v, sp);
+}
+
 /* The eight 6-bit scales (sc) and mins (mn) of a q4_K block as bytes. */
 static inline void k4_scale_bytes(const uint8_t *q, uint64_t *sc, uint64_t *mn)
 {
@@ -551,16 +561,18 @@ static inline void k4_scale_bytes(const uint8_t *q, uint64_t *sc, uint64_t *mn)
     *mn = (w[1] & m6) | (uint64_t)(((w[2] >> 4) & m4) | (((w[1] >> 6) & m2) << 4)) << 32;
 }
 
-/* sum_j bsums[j] * mn[j / 2] (exact). */
-VNNI_FN static inline int k4_mins(const int16_t bsums[16], uint64_t mn)
+/* sum_j bsums[j] * mn[j / 2] (exact) for two rows' mins at once. */
+VNNI_FN static inline void k4_mins2(const int16_t bsums[16], uint64_t mn_a, uint64_t mn_b, int *sa, int *sb)
 {
-    const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
-    __m128i s = _mm_add_epi32(
-        _mm_madd_epi16(_mm_loadu_si128((const __m128i *)bsums), _mm_unpacklo_epi16(m, m)),
-        _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(bsums + 8)), _mm_unpackhi_epi16(m, m)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
+    const __m256i m = _mm256_cvtepu8_epi16(_mm_set_epi64x((long long)mn_b, (long long)mn_a));
+    const __m256i b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)bsums));
+    const __m256i b1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(bsums + 8)));
+    __m256i s = _mm256_add_epi32(_mm256_madd_epi16(b0, _mm256_unpacklo_epi16(m, m)),
+                                 _mm256_madd_epi16(b1, _mm256_unpackhi_epi16(m, m)));
+    s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0x4e));
+    s = _mm256_add_epi32(s, _mm256_shuffle_epi32(s, 0xb1));
+    *sa = _mm256_cvtsi256_si32(s);
+    *sb = _mm_cvtsi128_si32(_mm256_extracti128_si256(s, 1));
 }
 
 VNNI_FN static void dot2_q4_K(int64_t nb, const melt_block_q4_K *xa, const melt_block_q4_K *xb,
@@ -579,26 +591,27 @@ VNNI_FN static void dot2_q4_K(int64_t nb, const melt_block_q4_K *xa, const melt_
          * per block: the hardware prefetcher loses track of two
          * interleaved streams */
         for (int o = 0; o < 2 * (int)sizeof *xa; o += 64)
-            _mm_prefetch((const char *)(xa + 2 * nb + 2 * i) + o, _MM_HINT_T0);
+            _mm_prefetch((const char *)(xa + 2 * K_PF_PAIRS * nb + 2 * i) + o, _MM_HINT_T0);
         uint64_t sc_a, mn_a, sc_b, mn_b;
         k4_scale_bytes(xa[i].scales, &sc_a, &mn_a);
         k4_scale_bytes(xb[i].scales, &sc_b, &mn_b);
-        const int sumi_a = k4_mins(y[i].bsums, mn_a), sumi_b = k4_mins(y[i].bsums, mn_b);
+        int sumi_a, sumi_b;
+        k4_mins2(y[i].bsums, mn_a, mn_b, &sumi_a, &sumi_b);
         const __m512i scv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi64x((long long)sc_a)),
                                                _mm256_set1_epi64x((long long)sc_b), 1);
         __m512i acc_lo = _mm512_setzero_si512(), acc_hi = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            const __m512i q = _mm512_inserti64x4(
-                _mm512_castsi256_si512(spread256(_mm256_loadu_si256((const __m256i *)(xa[i].qs + 32 * j)))),
-                spread256(_mm256_loadu_si256((const __m256i *)(xb[i].qs + 32 * j))), 1);
+            const __m512i q = spread512(_mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xa[i].qs + 32 * j))),
+                _mm256_loadu_si256((const __m256i *)(xb[i].qs + 32 * j)), 1));
             const __m512i ylo = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(ys + 256 * i + 64 * j)));
             const __m512i yhi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(ys + 256 * i + 64 * j + 32)));
             const __m512i pl = _mm512_maddubs_epi16(_mm512_and_si512(q, m4), ylo);
             const __m512i ph = _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(q, 4), m4), yhi);
             const __m512i sc = _mm512_shuffle_epi8(scv, pat[j]);
-            acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(pl, ph), sc));
-            acc_hi = _mm512_add_epi32(acc_hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(pl, ph), sc));
+            acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(pl, ph), sc);
+            acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(pl, ph), sc);
         }
         const __m512i lanes = _mm512_add_epi32(_mm512_permutex2var_epi64(acc_lo, idx1, acc_hi),
                                                _mm512_permutex2var_epi64(acc_lo, idx2, acc_hi));
@@ -642,8 +655,8 @@ VNNI_FN static void matvec_q4_K(const melt_weight *w, const void *xq, float *y, 
 
 VNNI_FN static inline __m512i load2_spread(const uint8_t *a, const uint8_t *b)
 {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(spread256(_mm256_loadu_si256((const __m256i *)a))),
-                              spread256(_mm256_loadu_si256((const __m256i *)b)), 1);
+    return spread512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                                        _mm256_loadu_si256((const __m256i *)b), 1));
 }
 
 /* ys: the spread activation quants; yo: 32 * (pair sums of ys) as int16,
@@ -667,7 +680,7 @@ VNNI_FN static void dot2_q6_K(int64_t nb, const melt_block_q6_K *xa, const melt_
          * per block: the hardware prefetcher loses track of two
          * interleaved streams */
         for (int o = 0; o < 2 * (int)sizeof *xa; o += 64)
-            _mm_prefetch((const char *)(xa + 2 * nb + 2 * i) + o, _MM_HINT_T0);
+            _mm_prefetch((const char *)(xa + 2 * K_PF_PAIRS * nb + 2 * i) + o, _MM_HINT_T0);
         __m512i acc_lo = _mm512_setzero_si512(), acc_hi = _mm512_setzero_si512();
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -694,10 +707,10 @@ VNNI_FN static void dot2_q6_K(int64_t nb, const melt_block_q6_K *xa, const melt_
                 _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(xb[i].scales + 8 * h)))),
                 1);
             const __m512i sa = _mm512_shuffle_epi8(s16, g0), sb = _mm512_shuffle_epi8(s16, g4);
-            acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(p0, p1), sa));
-            acc_hi = _mm512_add_epi32(acc_hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(p0, p1), sa));
-            acc_lo = _mm512_add_epi32(acc_lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(p2, p3), sb));
-            acc_hi = _mm512_add_epi32(acc_hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(p2, p3), sb));
+            acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(p0, p1), sa);
+            acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(p0, p1), sa);
+            acc_lo = _mm512_dpwssd_epi32(acc_lo, _mm512_unpacklo_epi16(p2, p3), sb);
+            acc_hi = _mm512_dpwssd_epi32(acc_hi, _mm512_unpackhi_epi16(p2, p3), sb);
         }
         const __m512i lanes = _mm512_add_epi32(_mm512_permutex2var_epi64(acc_lo, idx1, acc_hi),
                                                _mm512_permutex2var_epi64(acc_lo, idx2, acc_hi));
@@ -894,135 +907,139 @@ static void avx512_matmul(const melt_weight *w, const float *x, const void *xq, 
 /* ---- attention over an F16 cache ----
  *
  * The scalar family's numerics (kernels/scalar.c, scalar_attend) with the
- * work spread over lanes without changing any value's order: the scores
- * of 8 positions at once (lane = position, each summed in double over the
- * dimensions in index order), and the weighted sum of V for 16
- * dimensions at once with the scalar's 16 lanes (position j in lane
- * j % 16) as 16 registers, added as the same halving tree. */
+ * work spread over lanes without changing any value's order: each score
+ * in the scalar's 16 lanes (dimension d in lane d % 16, in order) with the
+ * lanes of 16 positions tree-added together by shuffles, and the weighted
+ * sum of V for 16 dimensions at once with the scalar's 16 lanes (position
+ * j in lane j % 16) as 16 registers, added as the same halving tree. The
+ * products (F16 times F16-rounded values) are exact in F32, so a fused
+ * multiply-add rounds as the scalar's multiply then add. */
 
-static float round_f16(float f)
+/* x rounded to F16 and back (vcvtps2ph rounds to nearest even, as
+ * melt_fp32_to_fp16, and quiets NaNs the same way). */
+VNNI_FN static inline __m512 round_f16x16(__m512 x)
 {
-    return melt_fp16_to_fp32_inline(melt_fp32_to_fp16(f));
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-/* Rows r[0..7] of 8 halves each, transposed: c[d] = (r[0][d], .., r[7][d]). */
-VNNI_FN static inline void transpose8x8_16(const __m128i r[8], __m128i c[8])
+/* The 16 lanes of v added as a halving tree: l + 8, then + 4, + 2, + 1. */
+VNNI_FN static inline float tree16_ps(__m512 v)
 {
-    const __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
-    const __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
-    const __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
-    const __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
-    const __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
-    const __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
-    const __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
-    const __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
-    c[0] = _mm_unpacklo_epi64(u0, u4);
-    c[1] = _mm_unpackhi_epi64(u0, u4);
-    c[2] = _mm_unpacklo_epi64(u1, u5);
-    c[3] = _mm_unpackhi_epi64(u1, u5);
-    c[4] = _mm_unpacklo_epi64(u2, u6);
-    c[5] = _mm_unpackhi_epi64(u2, u6);
-    c[6] = _mm_unpacklo_epi64(u3, u7);
-    c[7] = _mm_unpackhi_epi64(u3, u7);
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xEE));
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x01));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x0E));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x01));
+    return _mm512_cvtss_f32(v);
 }
 
-/* att[j] = (float)(q . k_j) * scale for n_kv positions: products exact in
- * F32, summed in double in index order (per lane). */
+/* 16 registers each tree-added (as tree16_ps) into one lane of the result:
+ * level w pairs registers so that every shuffle moves whole halves, and
+ * each lane's sum has the same pairs as tree16_ps; the result's lanes come
+ * out in the order fixed by the pairing and are put back by one permute. */
+VNNI_FN static inline __m512 tree16_x16(__m512 a[16])
+{
+    __m512 t[8], u[4], r[2];
+    for (int p = 0; p < 8; p++)   /* lanes l + (l + 8) */
+        t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a[p], a[p + 8], 0x44), _mm512_shuffle_f32x4(a[p], a[p + 8], 0xEE));
+    for (int p = 0; p < 4; p++)   /* + 4 */
+        u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(t[p], t[p + 4], 0x88), _mm512_shuffle_f32x4(t[p], t[p + 4], 0xDD));
+    for (int p = 0; p < 2; p++)   /* + 2 */
+        r[p] = _mm512_add_ps(_mm512_shuffle_ps(u[p], u[p + 2], 0x44), _mm512_shuffle_ps(u[p], u[p + 2], 0xEE));
+    /* + 1 */
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], 0x88), _mm512_shuffle_ps(r[0], r[1], 0xDD));
+    /* lane of position i */
+    const __m512i idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(idx, f);
+}
+
+/* att[j] = tree16(lanes of q . k_j) * scale for n_kv positions, head_dim a
+ * multiple of 16. */
 VNNI_FN static void attn_scores(float *att, const float *qr, const uint16_t *k, size_t stride,
                                 int n_kv, int head_dim, float scale)
 {
+    const __m512 vscale = _mm512_set1_ps(scale);
     int j = 0;
-    /* four groups of 8 positions at a time: four independent chains of
-     * double adds (each lane's own order is unchanged); each group's 8 x 8
-     * halves transposed by two vpermt2w into dims 0..3 and 4..7 */
-    __m512i idx[2];
-    {
-        uint16_t ix[2][32];
-        for (int h = 0; h < 2; h++)
-            for (int dd = 0; dd < 4; dd++)
-                for (int pos = 0; pos < 8; pos++)
-                    ix[h][8 * dd + pos] = (uint16_t)((pos < 4 ? 0 : 32) + 8 * (pos % 4) + 4 * h + dd);
-        idx[0] = _mm512_loadu_si512(ix[0]);
-        idx[1] = _mm512_loadu_si512(ix[1]);
-    }
-    for (; j + 32 <= n_kv; j += 32) {
-        __m512d s[4];
-        for (int g = 0; g < 4; g++) s[g] = _mm512_setzero_pd();
-        for (int d0 = 0; d0 < head_dim; d0 += 8) {
-            __m512i z[4][2];   /* group g, dims 4h..4h+3: 8 positions each */
-            for (int g = 0; g < 4; g++) {
-                const uint16_t *kg = k + (size_t)(j + 8 * g) * stride + d0;
-#define ROW(i) _mm_loadu_si128((const __m128i *)(kg + (i) * stride))
-                __m512i a = _mm512_castsi128_si512(ROW(0)), b = _mm512_castsi128_si512(ROW(4));
-                a = _mm512_inserti32x4(a, ROW(1), 1);
-                a = _mm512_inserti32x4(a, ROW(2), 2);
-                a = _mm512_inserti32x4(a, ROW(3), 3);
-                b = _mm512_inserti32x4(b, ROW(5), 1);
-                b = _mm512_inserti32x4(b, ROW(6), 2);
-                b = _mm512_inserti32x4(b, ROW(7), 3);
-#undef ROW
-                z[g][0] = _mm512_permutex2var_epi16(a, idx[0], b);
-                z[g][1] = _mm512_permutex2var_epi16(a, idx[1], b);
+    if (head_dim == 64) {   /* the common size: q in four registers */
+        const __m512 q0 = _mm512_loadu_ps(qr), q1 = _mm512_loadu_ps(qr + 16);
+        const __m512 q2 = _mm512_loadu_ps(qr + 32), q3 = _mm512_loadu_ps(qr + 48);
+        for (; j + 16 <= n_kv; j += 16) {
+            __m512 acc[16];
+#pragma GCC unroll 16
+            for (int p = 0; p < 16; p++) {
+                const __m256i *kj = (const __m256i *)(k + (size_t)(j + p) * stride);
+                /* from +0, as the scalar's lanes: a -0 product gives +0 */
+                __m512 s = _mm512_fmadd_ps(q0, _mm512_cvtph_ps(_mm256_loadu_si256(kj)), _mm512_setzero_ps());
+                s = _mm512_fmadd_ps(q1, _mm512_cvtph_ps(_mm256_loadu_si256(kj + 1)), s);
+                s = _mm512_fmadd_ps(q2, _mm512_cvtph_ps(_mm256_loadu_si256(kj + 2)), s);
+                acc[p] = _mm512_fmadd_ps(q3, _mm512_cvtph_ps(_mm256_loadu_si256(kj + 3)), s);
             }
-            for (int pr = 0; pr < 4; pr++) {   /* dims d0 + 2 pr, d0 + 2 pr + 1 */
-                const __m512 qp = _mm512_castpd_ps(_mm512_insertf64x4(
-                    _mm512_castps_pd(_mm512_set1_ps(qr[d0 + 2 * pr])),
-                    _mm256_castps_pd(_mm256_set1_ps(qr[d0 + 2 * pr + 1])), 1));
-                for (int g = 0; g < 4; g++) {
-                    const __m256i zh = pr % 2 ? _mm512_extracti64x4_epi64(z[g][pr / 2], 1)
-                                              : _mm512_castsi512_si256(z[g][pr / 2]);
-                    const __m512 f = _mm512_cvtph_ps(zh);
-                    const __m512 p = _mm512_mul_ps(f, qp);
-                    s[g] = _mm512_add_pd(s[g], _mm512_cvtps_pd(_mm512_castps512_ps256(p)));
-                    s[g] = _mm512_add_pd(
-                        s[g], _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1))));
-                }
-            }
+            _mm512_storeu_ps(att + j, _mm512_mul_ps(tree16_x16(acc), vscale));
         }
-        for (int g = 0; g < 4; g++)
-            _mm256_storeu_ps(att + j + 8 * g, _mm256_mul_ps(_mm512_cvtpd_ps(s[g]), _mm256_set1_ps(scale)));
-    }
-    for (; j + 8 <= n_kv; j += 8) {
-        __m512d s = _mm512_setzero_pd();
-        for (int d0 = 0; d0 < head_dim; d0 += 8) {
-            __m128i r[8], c[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm_loadu_si128((const __m128i *)(k + (size_t)(j + i) * stride + d0));
-            transpose8x8_16(r, c);
-            for (int dd = 0; dd < 8; dd++) {
-                const __m256 pr = _mm256_mul_ps(_mm256_set1_ps(qr[d0 + dd]), _mm256_cvtph_ps(c[dd]));
-                s = _mm512_add_pd(s, _mm512_cvtps_pd(pr));
+    } else {
+        for (; j + 16 <= n_kv; j += 16) {
+            __m512 acc[16];
+            for (int p = 0; p < 16; p++) {
+                const uint16_t *kj = k + (size_t)(j + p) * stride;
+                __m512 s = _mm512_setzero_ps();
+                for (int d = 0; d < head_dim; d += 16)
+                    s = _mm512_fmadd_ps(_mm512_loadu_ps(qr + d),
+                                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d))), s);
+                acc[p] = s;
             }
+            _mm512_storeu_ps(att + j, _mm512_mul_ps(tree16_x16(acc), vscale));
         }
-        _mm256_storeu_ps(att + j, _mm256_mul_ps(_mm512_cvtpd_ps(s), _mm256_set1_ps(scale)));
     }
     for (; j < n_kv; j++) {
         const uint16_t *kj = k + (size_t)j * stride;
-        double s = 0.0;
-        for (int d = 0; d < head_dim; d++) s += (double)(qr[d] * h2f(kj[d]));
-        att[j] = (float)s * scale;
+        __m512 s = _mm512_setzero_ps();
+        for (int d = 0; d < head_dim; d += 16)
+            s = _mm512_fmadd_ps(_mm512_loadu_ps(qr + d), _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d))),
+                                s);
+        att[j] = tree16_ps(s) * scale;
     }
 }
 
-/* out[d0..d0+15] = the 16-lane sums of att[j] * v_j[d], tree-added. */
-VNNI_FN static void attn_values16(float *out, const float *att, const uint16_t *v, size_t stride,
-                                  int n_kv)
+/* out (head_dim floats, a multiple of 16, at most ATTN_V_MAX_DIM) = the
+ * 16-lane sums of att[j] * v_j[d], tree-added. Positions go by blocks
+ * that stay in L1 while every group of 16 dimensions takes its turn with
+ * its 16 lane registers (kept in acc between blocks). */
+#define ATTN_V_MAX_DIM 256
+#define ATTN_V_BLOCK 64
+VNNI_FN static void attn_values(float *out, const float *att, const uint16_t *v, size_t stride, int n_kv,
+                                int head_dim)
 {
-    __m512 acc[16];
-    for (int l = 0; l < 16; l++) acc[l] = _mm512_setzero_ps();
-    int j = 0;
-    for (; j + 16 <= n_kv; j += 16)
+    __m512 acc[ATTN_V_MAX_DIM / 16][16];
+    const int n_c = head_dim / 16, n_full = n_kv - n_kv % 16;
+    for (int c = 0; c < n_c; c++)
+        for (int l = 0; l < 16; l++) acc[c][l] = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < n_full; j0 += ATTN_V_BLOCK) {
+        const int j1 = j0 + ATTN_V_BLOCK < n_full ? j0 + ATTN_V_BLOCK : n_full;
+        for (int c = 0; c < n_c; c++) {
+            __m512 a[16];
+            for (int l = 0; l < 16; l++) a[l] = acc[c][l];
+            const uint16_t *vc = v + 16 * c;
+            for (int j = j0; j < j1; j += 16)
 #pragma GCC unroll 16
-        for (int l = 0; l < 16; l++) {
-            const __m512 vv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + (size_t)(j + l) * stride)));
-            acc[l] = _mm512_add_ps(acc[l], _mm512_mul_ps(_mm512_set1_ps(att[j + l]), vv));
+                for (int l = 0; l < 16; l++) {
+                    const __m512 vv =
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vc + (size_t)(j + l) * stride)));
+                    a[l] = _mm512_fmadd_ps(_mm512_set1_ps(att[j + l]), vv, a[l]);
+                }
+            for (int l = 0; l < 16; l++) acc[c][l] = a[l];
         }
-    for (int l = 0; j + l < n_kv; l++) {
-        const __m512 vv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + (size_t)(j + l) * stride)));
-        acc[l] = _mm512_add_ps(acc[l], _mm512_mul_ps(_mm512_set1_ps(att[j + l]), vv));
     }
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] = _mm512_add_ps(acc[l], acc[l + w]);
-    _mm512_storeu_ps(out, acc[0]);
+    for (int c = 0; c < n_c; c++) {
+        __m512 *a = acc[c];
+        for (int l = 0; n_full + l < n_kv; l++) {
+            const int j = n_full + l;
+            const __m512 vv =
+                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * c + (size_t)j * stride)));
+            a[l] = _mm512_fmadd_ps(_mm512_set1_ps(att[j]), vv, a[l]);
+        }
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) a[l] = _mm512_add_ps(a[l], a[l + w]);
+        _mm512_storeu_ps(out + 16 * c, a[0]);
+    }
 }
 
 /* melt_kernel_expf (kernels/scalar.c) on 16 lanes: the same fused
@@ -1084,17 +1101,87 @@ VNNI_FN static void avx512_softmax(float *x, int n)
 VNNI_FN static void avx512_attend(float *out, const float *q, const melt_kv_view *kv, int n_kv,
                                   int head_dim, float scale, float *att)
 {
-    if (!kv->f16 || head_dim % 16 != 0) {
+    if (!kv->f16 || head_dim % 16 != 0 || head_dim > ATTN_V_MAX_DIM) {
         melt_ops_scalar()->attend(out, q, kv, n_kv, head_dim, scale, att);
         return;
     }
     float *qr = att + n_kv;
-    for (int d = 0; d < head_dim; d++) qr[d] = round_f16(q[d]);
+    for (int d = 0; d < head_dim; d += 16) _mm512_storeu_ps(qr + d, round_f16x16(_mm512_loadu_ps(q + d)));
     attn_scores(att, qr, kv->k, kv->stride, n_kv, head_dim, scale);
     avx512_softmax(att, n_kv);
-    for (int j = 0; j < n_kv; j++) att[j] = round_f16(att[j]);
-    for (int d0 = 0; d0 < head_dim; d0 += 16)
-        attn_values16(out + d0, att, (const uint16_t *)kv->v + d0, kv->stride, n_kv);
+    for (int j = 0; j < n_kv; j += 16) {
+        const __mmask16 m = n_kv - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n_kv - j)) - 1);
+        _mm512_mask_storeu_ps(att + j, m, round_f16x16(_mm512_maskz_loadu_ps(m, att + j)));
+    }
+    attn_values(out, att, kv->v, kv->stride, n_kv, head_dim);
+}
+
+/* n_group query heads sharing one KV head (ops.h attend_group): each
+ * head's scores and softmax as avx512_attend, then the V sums of all the
+ * heads together, so that each V row is converted from F16 once for the
+ * group. The sums keep the scalar's lanes (position j in lane j % 16, in
+ * order): lane l's register for (head, 16 dimensions) walks positions l,
+ * l + 16, ..., and the 16 lane registers are then tree-added as above. */
+#define GROUP_MAX 8
+#define GROUP_MAX_DIM 128
+VNNI_FN static void group_values(float *out, const float *att, int n_group, const uint16_t *v, size_t stride,
+                                 int n_kv, int head_dim)
+{
+    _Static_assert(GROUP_MAX == 8, "the loop below holds 2 x 8 accumulators");
+    __m512 lanes[GROUP_MAX][GROUP_MAX_DIM / 16][16];
+    const int n_c = head_dim / 16;
+    for (int l = 0; l < 16; l++)
+        for (int c = 0; c < n_c; c += 2) {
+            __m512 a0[GROUP_MAX], a1[GROUP_MAX];
+            for (int g = 0; g < GROUP_MAX; g++) a0[g] = a1[g] = _mm512_setzero_ps();
+            for (int j = l; j < n_kv; j += 16) {
+                const uint16_t *vj = v + (size_t)j * stride + 16 * c;
+                const __m512 v0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)vj));
+                const __m512 v1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + 16)));
+#pragma GCC unroll 8
+                for (int g = 0; g < GROUP_MAX; g++) {
+                    if (g < n_group) {
+                        const __m512 w = _mm512_set1_ps(att[(size_t)g * n_kv + j]);
+                        a0[g] = _mm512_fmadd_ps(w, v0, a0[g]);
+                        a1[g] = _mm512_fmadd_ps(w, v1, a1[g]);
+                    }
+                }
+            }
+            for (int g = 0; g < n_group; g++) {
+                lanes[g][c][l] = a0[g];
+                lanes[g][c + 1][l] = a1[g];
+            }
+        }
+    for (int g = 0; g < n_group; g++)
+        for (int c = 0; c < n_c; c++) {
+            __m512 *a = lanes[g][c];
+            for (int w = 8; w >= 1; w /= 2)
+                for (int l = 0; l < w; l++) a[l] = _mm512_add_ps(a[l], a[l + w]);
+            _mm512_storeu_ps(out + (size_t)g * head_dim + 16 * c, a[0]);
+        }
+}
+
+VNNI_FN static void avx512_attend_group(float *out, const float *q, int n_group, const melt_kv_view *kv,
+                                        int n_kv, int head_dim, float scale, float *att)
+{
+    if (!kv->f16 || head_dim % 32 != 0 || head_dim > GROUP_MAX_DIM || n_group > GROUP_MAX) {
+        for (int g = 0; g < n_group; g++)
+            avx512_attend(out + (size_t)g * head_dim, q + (size_t)g * head_dim, kv, n_kv, head_dim, scale, att);
+        return;
+    }
+    float *qr = att + (size_t)n_group * n_kv;
+    for (int g = 0; g < n_group; g++) {
+        float *ag = att + (size_t)g * n_kv;
+        const float *qg = q + (size_t)g * head_dim;
+        for (int d = 0; d < head_dim; d += 16) _mm512_storeu_ps(qr + d, round_f16x16(_mm512_loadu_ps(qg + d)));
+        attn_scores(ag, qr, kv->k, kv->stride, n_kv, head_dim, scale);
+        avx512_softmax(ag, n_kv);
+        for (int j = 0; j < n_kv; j += 16) {
+            const __mmask16 m = n_kv - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n_kv - j)) - 1);
+            _mm512_mask_storeu_ps(ag + j, m, round_f16x16(_mm512_maskz_loadu_ps(m, ag + j)));
+        }
+    }
+    group_values(out, att, n_group, kv->v, kv->stride, n_kv, head_dim);
 }
 
 /* ---- activation quantizers ----
@@ -1196,6 +1283,7 @@ static void avx512_init(void)
     avx512_ops.name = "avx512";
     avx512_ops.matmul = avx512_matmul;
     avx512_ops.attend = avx512_attend;
+    avx512_ops.attend_group = avx512_attend_group;
     avx512_ops.softmax = avx512_softmax;
     avx512_ops.act_convert = avx512_act_convert;
 }

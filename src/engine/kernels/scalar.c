@@ -126,10 +126,12 @@ static float round_f16(float f)
 }
 
 /* Attention as llama.cpp's CPU path computes it without flash attention.
- * F16 cache: q rounded to F16; q.k_j exact (F16 products, summed in
- * double); softmax as above; weights rounded to F16; out[d] summed over
- * positions in 16 lanes (position j in lane j % 16, in order, products
- * exact) and the lanes added as a tree. F32 cache: the reference. */
+ * F16 cache: q rounded to F16; q.k_j in F32 over 16 lanes (dimension d in
+ * lane d % 16, in order; the F16 products are exact) and the lanes added
+ * as a tree, as ggml's F16 dot product sums in F32 lanes; softmax as
+ * above; weights rounded to F16; out[d] summed over positions in 16 lanes
+ * (position j in lane j % 16, in order, products exact) and the lanes
+ * added as a tree. F32 cache: the reference. */
 static void scalar_attend(float *out, const float *q, const melt_kv_view *kv, int n_kv,
                           int head_dim, float scale, float *att)
 {
@@ -142,9 +144,9 @@ static void scalar_attend(float *out, const float *q, const melt_kv_view *kv, in
     for (int d = 0; d < head_dim; d++) qr[d] = round_f16(q[d]);
     for (int j = 0; j < n_kv; j++) {
         const uint16_t *kj = k + (size_t)j * kv->stride;
-        double s = 0.0;
-        for (int d = 0; d < head_dim; d++) s += (double)(qr[d] * melt_fp16_to_fp32_inline(kj[d]));
-        att[j] = (float)s * scale;
+        float lanes[16] = {0};
+        for (int d = 0; d < head_dim; d++) lanes[d % 16] += qr[d] * melt_fp16_to_fp32_inline(kj[d]);
+        att[j] = tree16(lanes) * scale;
     }
     scalar_softmax(att, n_kv);
     for (int j = 0; j < n_kv; j++) att[j] = round_f16(att[j]);
