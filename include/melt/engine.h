@@ -94,6 +94,8 @@ int melt_model_n_embd(const melt_model *m);
 int melt_model_n_layer(const melt_model *m);
 int melt_model_n_head(const melt_model *m);
 int melt_model_n_head_kv(const melt_model *m);
+/* Size of one attention head: attention.key_length, else n_embd / n_head. */
+int melt_model_head_dim(const melt_model *m);
 int melt_model_n_ff(const melt_model *m);
 int melt_model_n_ctx_train(const melt_model *m);
 uint64_t melt_model_n_params(const melt_model *m);    /* sum of tensor elements */

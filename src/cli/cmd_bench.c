@@ -42,7 +42,8 @@ void usage_bench(FILE *out)
           "  -b, --batch-size N       most tokens computed at once (default 512)\n"
           "      --delay S            seconds to wait before each test but the first\n"
           "  -o, --output F           md (default), csv, json, jsonl or sql\n"
-          "      --kernels K          auto (default), ref, scalar, avx2, avx512\n"
+          "      --kernels K          auto (default), ref, scalar, avx2, avx512, neon,\n"
+          "                           neon-dotprod\n"
           "      --kv-type T          KV cache type, f16 (default) or f32\n"
           "      --roofline           measure read bandwidth with the same threads and\n"
           "                           give tg t/s as a fraction of bandwidth / bytes\n"
@@ -130,6 +131,7 @@ static bool parse_kernels(const char *s, enum melt_kernels *k)
     static const struct { const char *name; enum melt_kernels k; } t[] = {
         {"auto", MELT_KERNELS_AUTO}, {"ref", MELT_KERNELS_REF}, {"scalar", MELT_KERNELS_SCALAR},
         {"avx2", MELT_KERNELS_AVX2}, {"avx512", MELT_KERNELS_AVX512},
+        {"neon", MELT_KERNELS_NEON}, {"neon-dotprod", MELT_KERNELS_NEON_DOTPROD},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!strcmp(s, t[i].name)) {
@@ -196,8 +198,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         } else if (!strcmp(a, "--kernels")) {
             VALUE();
             if (!parse_kernels(v, &o->kernels))
-                return cli_usage_error(usage_bench, "bench: --kernels is auto, ref, scalar, avx2 "
-                                       "or avx512, got '%s'", v);
+                return cli_usage_error(usage_bench, "bench: --kernels is auto, ref, scalar, avx2, "
+                                       "avx512, neon or neon-dotprod, got '%s'", v);
         } else if (!strcmp(a, "--kv-type")) {
             VALUE();
             if (!strcmp(v, "f16")) o->kv_type = MELT_KV_F16;

@@ -424,6 +424,7 @@ int melt_model_n_embd(const melt_model *m) { return m->hp.n_embd; }
 int melt_model_n_layer(const melt_model *m) { return m->hp.n_layer; }
 int melt_model_n_head(const melt_model *m) { return m->hp.n_head; }
 int melt_model_n_head_kv(const melt_model *m) { return m->hp.n_head_kv; }
+int melt_model_head_dim(const melt_model *m) { return m->hp.head_dim; }
 int melt_model_n_ff(const melt_model *m) { return m->hp.n_ff; }
 int melt_model_n_ctx_train(const melt_model *m) { return m->hp.n_ctx_train; }
 uint64_t melt_model_n_params(const melt_model *m) { return m->n_params; }

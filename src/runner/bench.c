@@ -224,10 +224,9 @@ uint64_t melt_bench_bytes_per_token(const melt_model *m, double n_kv, int kv_ele
             continue;  /* one row per token: negligible */
         sum += t->n_bytes;
     }
-    const int n_head = melt_model_n_head(m);
-    const double head_dim = n_head > 0 ? (double)melt_model_n_embd(m) / n_head : 0;
-    const double kv = 2.0 * melt_model_n_layer(m) * melt_model_n_head_kv(m) * head_dim * n_kv *
-                      kv_elem_bytes;
+    /* the head size, not n_embd / n_head: files may set it (key_length) */
+    const double kv = 2.0 * melt_model_n_layer(m) * melt_model_n_head_kv(m) *
+                      melt_model_head_dim(m) * n_kv * kv_elem_bytes;
     return sum + (uint64_t)llround(kv);
 }
 

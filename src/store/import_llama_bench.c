@@ -280,6 +280,8 @@ static int store_trials(melt_store *s, int64_t run_id, int64_t cell, int rep0, c
             ns = json_number_value(json_array_get(e->samples_ns, k));
         if (!e->samples_ts && e->samples_ns && ns > 0)
             ts = tokens * 1e9 / ns;
+        if (e->samples_ts && !e->samples_ns && ts > 0)
+            ns = tokens * 1e9 / ts;   /* the sample's own time, not avg_ns */
         int64_t trial;
         int rc = melt_store_begin_trial(s, cell, rep0 + (int)k, false, &trial, err);
         if (rc < 0)

@@ -557,7 +557,11 @@ static int adb_push(void *state, const char *local_path, const char *remote_name
     snprintf(tmpname, sizeof tmpname, ".melt-push.%ld.tmp", (long)getpid());
     char *path = melt_concat3(s->workdir, "/", remote_name);
     char *tmppath = melt_concat3(s->workdir, "/", tmpname);
-    char *qname = melt_shell_quote(remote_name);
+    /* "./NAME": a name that starts with '-' is no option to sha256sum or
+     * mv (Android's toolbox mv may not know "--") */
+    char *dotname = melt_concat3("./", remote_name, "");
+    char *qname = dotname ? melt_shell_quote(dotname) : NULL;
+    free(dotname);
     char *qtmp = melt_shell_quote(tmpname);
     char *dfc = df_cmd(".");
     char *cmd = NULL, *out = NULL, *copy = NULL, *local = NULL;

@@ -94,6 +94,15 @@ check_exit "-pg one number" 2 $MELT bench -m "$M" -pg 5
 check_exit "missing value" 2 $MELT bench -m "$M" -p
 check_exit "no tests" 2 $MELT bench -m "$M" -p 0 -n 0
 check_exit "bad kernels" 2 $MELT bench -m "$M" --kernels fast
+# the NEON families are named as MELT_KERNELS names them: they run on
+# AArch64; elsewhere the CPU, not the flag, is refused
+if [ "$(uname -m)" = aarch64 ]; then
+    check "kernels neon" $MELT bench -m "$M" -p 16 -n 0 -r 1 --kernels neon
+else
+    check_exit "kernels neon off AArch64" 1 $MELT bench -m "$M" -p 16 -n 0 -r 1 --kernels neon
+    expect "kernels neon message" "$T/err" "kernels 'neon' are not supported by this CPU"
+    check_exit "kernels neon-dotprod off AArch64" 1 $MELT bench -m "$M" -p 16 -n 0 -r 1 --kernels neon-dotprod
+fi
 # a missing file is a runtime error naming it
 check_exit "missing model file" 1 $MELT bench -m "$T/nope.gguf" -p 16 -n 0
 expect "missing model message" "$T/err" "nope.gguf"

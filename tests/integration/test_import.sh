@@ -34,6 +34,13 @@ done
 check "export json" $MELT results export 1 --format jsonl --db "$DB"
 expect "export has the exact avg_ts" "$T/out" '"metric":"avg_ts".*"mean":7280.199024'
 
+# samples_ts without samples_ns: each sample's time is its own (tokens /
+# t/s), not avg_ns repeated: 10 tokens at 1000 and 2000 t/s
+printf '{"model_filename":"m.gguf","n_prompt":0,"n_gen":10,"n_threads":1,"avg_ts":1500,"avg_ns":7500000,"samples_ts":[1000,2000]}\n' >"$T/ts.jsonl"
+check "import samples_ts only" $MELT import llama-bench "$T/ts.jsonl" --db "$T/ts.db"
+check "export samples_ts only" $MELT results export 1 --format jsonl --db "$T/ts.db"
+expect "sample_ns per sample" "$T/out" '"metric":"sample_ns".*"min":5000000\.0,"median":7500000\.0,"max":10000000\.0'
+
 # corrupt files: one line naming the file, exit 1, no run added
 head -c 3000 "$LB/llama-bench.json" >"$T/cut.json"
 check_exit "cut json" 1 $MELT import llama-bench "$T/cut.json" --db "$DB"

@@ -184,6 +184,35 @@ static void adb_push_skips_unchanged_file(void **state)
     adb()->close(st);
 }
 
+/* A name that starts with '-' (a model file "-q4.gguf") reaches sha256sum
+ * and mv as a file, not as options: pushed once, then found unchanged. */
+static void adb_push_takes_a_name_with_a_leading_dash(void **state)
+{
+    (void)state;
+    melt_exp_device dev = {.name = "phone", .transport = MELT_TRANSPORT_ADB};
+    void *st = open_phone(&dev);
+    melt_error e = {0};
+    char local[PATH_MAX];
+    snprintf(local, sizeof local, "%s", scratch_path("dash-me"));
+    write_file(local, "dash\n");
+    const char *name = "-f.gguf";
+    char *remote = NULL;
+    if (adb()->push(st, local, name, &remote, &e) < 0)
+        fail_msg("push: %s", e.msg);
+    free(remote);
+    char there[PATH_MAX + 64];
+    snprintf(there, sizeof there, "%s/%s", workdir, name);
+    assert_content(there, "dash\n");
+    const ino_t ino = inode_of(there);
+    if (adb()->push(st, local, name, &remote, &e) < 0)
+        fail_msg("push again: %s", e.msg);
+    free(remote);
+    assert_true(inode_of(there) == ino);   /* its sha256 was read: not copied again */
+    unlink(there);
+    unlink(local);
+    adb()->close(st);
+}
+
 static void adb_push_refuses_file_that_does_not_fit(void **state)
 {
     (void)state;
@@ -292,6 +321,7 @@ int main(void)
         cmocka_unit_test(adb_selects_the_device),
         cmocka_unit_test(adb_passes_args_literally),
         cmocka_unit_test(adb_push_skips_unchanged_file),
+        cmocka_unit_test(adb_push_takes_a_name_with_a_leading_dash),
         cmocka_unit_test(adb_push_refuses_file_that_does_not_fit),
         cmocka_unit_test(adb_refuses_agent_of_another_abi),
         cmocka_unit_test(adb_exit_code_and_interrupt_reach_the_remote_program),

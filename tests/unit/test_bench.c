@@ -356,6 +356,60 @@ static void a_real_test_times_every_repetition(void **state)
     melt_model_free(m);
 }
 
+/* stories260K rewritten with a head size of 16 (key_length) where
+ * n_embd / n_head is 8, as Gemma- and Qwen3-style files declare one: the
+ * attention matrices take the new shapes (zeros), the rest is copied. */
+static const char *wide_head_model(void)
+{
+    melt_gguf *g = NULL;
+    melt_error err = {0};
+    assert_int_equal(melt_gguf_open(fixture_path("stories260K/stories260K.gguf"), &g, &err), 0);
+    melt_gguf_writer *w = melt_gguf_writer_new();
+    assert_non_null(w);
+    assert_int_equal(melt_gguf_writer_copy_kvs(w, g, &err), 0);
+    assert_int_equal(melt_gguf_writer_set_u32(w, "llama.attention.key_length", 16, &err), 0);
+    assert_int_equal(melt_gguf_writer_set_u32(w, "llama.attention.value_length", 16, &err), 0);
+    static float zeros[128 * 64];
+    for (uint64_t i = 0; i < melt_gguf_n_tensors(g); i++) {
+        const melt_gguf_tensor *t = melt_gguf_tensor_at(g, i);
+        char name[96];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        uint64_t ne[2] = {t->ne[0], t->ne[1]};
+        const void *data = t->data;
+        if (strstr(name, ".attn_q.weight")) {
+            ne[0] = 64, ne[1] = 8 * 16, data = zeros;
+        } else if (strstr(name, ".attn_k.weight") || strstr(name, ".attn_v.weight")) {
+            ne[0] = 64, ne[1] = 4 * 16, data = zeros;
+        } else if (strstr(name, ".attn_output.weight")) {
+            ne[0] = 8 * 16, ne[1] = 64, data = zeros;
+        }
+        assert_int_equal(melt_gguf_writer_add_tensor(w, name, t->type, t->n_dims, ne, data, &err),
+                         0);
+    }
+    const char *path = scratch_path("wide-head.gguf");
+    assert_int_equal(melt_gguf_writer_write(w, path, NULL, NULL, &err), 0);
+    melt_gguf_writer_free(w);
+    melt_gguf_close(g);
+    return path;
+}
+
+/* The KV cache term uses the model's head size, not n_embd / n_head. */
+static void bytes_per_token_uses_the_head_size(void **state)
+{
+    (void)state;
+    const char *path = wide_head_model();
+    melt_model *m = NULL;
+    melt_error err = {0};
+    if (melt_model_load(path, NULL, &m, &err) != 0)
+        fail_msg("%s", err.msg);
+    const melt_gguf *g = melt_model_gguf(m);
+    const uint64_t emb = melt_gguf_find_tensor(g, "token_embd.weight")->n_bytes;
+    const uint64_t kv = 2ull * 5 * 4 * 16 * 10 * 2;   /* layers 5, kv heads 4, head 16 */
+    assert_int_equal(melt_bench_bytes_per_token(m, 10, 2), melt_bench_model_size(g) - emb + kv);
+    melt_model_free(m);
+    unlink(path);
+}
+
 static void bandwidth_is_positive(void **state)
 {
     (void)state;
@@ -380,6 +434,7 @@ int main(void)
         cmocka_unit_test(sql_creates_and_inserts),
         cmocka_unit_test(test_names),
         cmocka_unit_test(a_real_test_times_every_repetition),
+        cmocka_unit_test(bytes_per_token_uses_the_head_size),
         cmocka_unit_test(bandwidth_is_positive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

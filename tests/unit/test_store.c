@@ -227,6 +227,49 @@ static void store_migrates_a_version_1_database(void **state)
     assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 3);
 }
 
+/* A melt.db written before version 3 (runs with summaries and a trial
+ * clock) opens, keeps its rows and takes clock syncs; cells and their
+ * clock syncs go together. */
+static void store_migrates_a_version_2_database(void **state)
+{
+    (void)state;
+    const char *path = fresh_db("v2.db");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    melt_error err = {0};
+    int before = -1;
+    assert_int_equal(melt_sqlite_migrate(db, path, 2, &before, &err), 0);
+    sqlite3_close(db);
+    assert_int_equal(sql_int(path, "SELECT max(version) FROM schema_version"), 2);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'clock_syncs'"), 0);
+    sql_exec(path, "INSERT INTO runs(name) VALUES ('v2run');"
+                   "INSERT INTO cells(run, cell_id) VALUES (1, 'c');"
+                   "INSERT INTO trials(cell, repetition, status, clock_offset_ns, clock_rtt_ns)"
+                   "  VALUES (1, 0, 'ok', 11, 22);"
+                   "INSERT INTO summaries(run, metric, unit, n, mean) VALUES (1, 'e2e_ms', 'ms', 1, 2.5);");
+
+    melt_store *s = open_ok(path);
+    assert_int_equal(melt_store_schema_version(s), 3);
+    melt_run_info ri;
+    assert_int_equal(melt_store_find_run(s, "v2run", &ri, &err), 0);
+    assert_int_equal(ri.n_trials_ok, 1);
+    melt_trial_info *t = NULL;
+    size_t n = 0;
+    assert_int_equal(melt_store_list_trials(s, 1, &t, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_true(t[0].has_clock && t[0].clock_offset_ns == 11 && t[0].clock_rtt_ns == 22);
+    free(t);
+    melt_clock_sync_row r = {.cell_rowid = 1, .at = "before", .host_ns = 5, .offset_ns = 6,
+                             .uncertainty_ns = 7, .rtt_ns = 14, .rounds = 3};
+    assert_int_equal(melt_store_add_clock_sync(s, &r, &err), 0);
+    melt_store_close(s);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM schema_version"), 3);
+    assert_int_equal(sql_int(path, "SELECT mean * 10 FROM summaries"), 25);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM clock_syncs WHERE cell = 1"), 1);
+    sql_exec(path, "PRAGMA foreign_keys = ON; DELETE FROM cells WHERE id = 1;");
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM clock_syncs"), 0);
+}
+
 /* Version 3: a cell's clock sync estimates, before and after, in order;
  * nonsense is refused before it reaches the database. */
 static void store_keeps_clock_syncs_per_cell(void **state)
@@ -490,6 +533,7 @@ int main(void)
         cmocka_unit_test(store_creates_the_latest_schema_in_wal_mode),
         cmocka_unit_test(store_round_trips_every_event_field),
         cmocka_unit_test(store_migrates_a_version_1_database),
+        cmocka_unit_test(store_migrates_a_version_2_database),
         cmocka_unit_test(store_keeps_clock_syncs_per_cell),
         cmocka_unit_test(store_refuses_a_newer_schema_clearly),
         cmocka_unit_test(store_refuses_files_that_are_not_melt_stores),
