@@ -649,6 +649,8 @@ int melt_http_fetch(const char *url, const char *const *headers, const char *bod
     rc = melt_http_do(&rq, &resp, fetch_body, &b, err);
     if (rc == 0 && b.too_big)
         rc = melt_errorf(err, MELT_EFORMAT, "%s: response body larger than %u bytes", url, FETCH_MAX_BYTES);
+    else if (rc == 0 && !resp.complete)   /* cut or stalled: err says which; not a whole body */
+        rc = err ? melt_errorf(err, MELT_EIO, "%s", err->msg) : MELT_EIO;
     if (rc < 0) {
         free(b.p);
         return rc;

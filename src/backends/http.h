@@ -74,7 +74,8 @@ int melt_http_do(const melt_http_request *rq, melt_http_response *resp, melt_htt
 /* A whole (small) response in memory: GET when body is NULL, else POST
  * with Content-Type: application/json. *out_body is malloc'd and
  * NUL-terminated (caller frees; may be NULL to discard); bodies over
- * 16 MiB are an error. Returns 0 with *status set (any status), or < 0
+ * 16 MiB are an error, and so is a body cut short (closed early, stalled
+ * past the timeout). Returns 0 with *status set (any status), or < 0
  * as melt_http_do. */
 int melt_http_fetch(const char *url, const char *const *headers, const char *body,
                     int64_t timeout_ms, const volatile int *cancel, int *status, char **out_body,

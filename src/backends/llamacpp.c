@@ -45,6 +45,7 @@
 
 #define MAX_ARGS 160
 #define STDERR_KEEP (256 * 1024)
+#define ECHO_SLICE 4096            /* stdout bytes through the echo filter at a time */
 
 struct melt_backend {
     melt_backend_params p;
@@ -317,6 +318,8 @@ typedef struct cli_run {
     melt_llamacpp_echo echo;
     char *errbuf;            /* stderr, the last STDERR_KEEP bytes */
     size_t err_len;
+    char *text;              /* the echo filter's output: ECHO_SLICE + hold + prompt bytes */
+    size_t text_cap;
     int n_gen;
     bool stop;               /* the sink asked to stop */
     char *reply;
@@ -419,10 +422,12 @@ static int on_cli_output(int fd, const char *data, size_t n, void *user)
         return 0;
     }
     const int64_t t = now_ns();
-    char buf[4096 + 64];
+    /* r->text holds what one slice can give: the slice, the held bytes
+     * and, when the echo turns out not to be one, the prompt bytes it
+     * matched (a fixed buffer cut a long prompt's text short) */
     for (size_t off = 0; off < n;) {
-        const size_t k = n - off < 4096 ? n - off : 4096;
-        text_out(r, buf, melt_llamacpp_echo_push(&r->echo, data + off, k, buf, sizeof buf), t);
+        const size_t k = n - off < ECHO_SLICE ? n - off : ECHO_SLICE;
+        text_out(r, r->text, melt_llamacpp_echo_push(&r->echo, data + off, k, r->text, r->text_cap), t);
         off += k;
     }
     return 0;
@@ -490,14 +495,21 @@ static int cli_request(melt_backend *b, const melt_backend_request *rq,
     r.b = b;
     r.sink = sink;
     melt_llamacpp_echo_init(&r.echo, rq->prompt);
-    if (!(r.errbuf = malloc(STDERR_KEEP)))
+    r.text_cap = ECHO_SLICE + sizeof r.echo.hold + strlen(rq->prompt) + 1;
+    r.errbuf = malloc(STDERR_KEEP);
+    r.text = malloc(r.text_cap);
+    if (!r.errbuf || !r.text) {
+        free(r.errbuf);
+        free(r.text);
         return melt_errorf(err, MELT_ENOMEM, "out of memory");
+    }
     melt_proc proc = {.pid = -1, .out_fd = -1, .err_fd = -1};
     melt_proc_opts po = {.stdin_null = true, .new_process_group = true};
     res->t_request_ns = now_ns();
     int rc = melt_proc_spawn(a.v, &po, &proc, err);
     if (rc < 0) {
         free(r.errbuf);
+        free(r.text);
         return rc;
     }
     if (sink && sink->started)
@@ -525,8 +537,7 @@ static int cli_request(melt_backend *b, const melt_backend_request *rq,
     }
     const int code = melt_proc_exit_code(&proc);
     melt_proc_close(&proc);
-    char tail[4096 + 64];
-    text_out(&r, tail, melt_llamacpp_echo_finish(&r.echo, tail, sizeof tail), now_ns());
+    text_out(&r, r.text, melt_llamacpp_echo_finish(&r.echo, r.text, r.text_cap), now_ns());
 
     melt_llamacpp_perf pf;
     melt_llamacpp_perf_init(&pf);
@@ -554,6 +565,7 @@ static int cli_request(melt_backend *b, const melt_backend_request *rq,
             figure(sink, "timings_missing", 1, "bool");
     }
     free(r.errbuf);
+    free(r.text);
     return rc;
 }
 

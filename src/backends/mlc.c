@@ -13,6 +13,8 @@
  * n_batch, kv_type, chat_template (MLC's compiled model fixes them; pass
  * MLC options through extra_args).
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,15 +66,23 @@ static int mlc_open(const melt_backend_params *p, const melt_backend_sink *sink,
     argv[k++] = port_s;
     for (int i = 0; i < p->n_extra_args; i++) argv[k++] = (char *)p->extra_args[i];
     argv[k] = NULL;
+    /* The agent opens backends with SIGINT/SIGTERM blocked (kept for the
+     * threads it starts); blocked here they could not cancel a start that
+     * may take minutes (p->cancel is set by their handler). Nothing here
+     * starts threads: let them in while the server starts, as llamacpp does. */
+    sigset_t none, old;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, &old);
     int rc = melt_server_start(argv, health, NULL, p->start_timeout_ms, p->cancel, &b->srv, err);
     free(argv);
-    if (rc < 0) {
+    if (rc == 0) rc = melt_oai_first_model(b->url, NULL, 10000, p->cancel, b->model, sizeof b->model, NULL, err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc < 0 && !b->srv) {
         free(b);
         return melt_errorf(err, rc, "mlc: %s", err ? err->msg : "server start failed");
     }
     if (sink && sink->figure)
         sink->figure(sink->ctx, "load_ms", (double)melt_server_start_ns(b->srv) / 1e6, "ms");
-    rc = melt_oai_first_model(b->url, NULL, 10000, p->cancel, b->model, sizeof b->model, NULL, err);
     if (rc < 0) {
         mlc_close(b);
         return melt_errorf(err, rc, "mlc: %s", err ? err->msg : "no model listed");

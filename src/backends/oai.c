@@ -392,6 +392,9 @@ static int on_chunk(stream *s, const melt_jnode *root)
         for (size_t i = 0; i < nt; i++) {
             double id = -1;
             melt_jnode_num(melt_jnode_at(toks, i), &id);
+            /* a server's number may be anything: converting one outside
+             * int32 to int32 is undefined; such an id is unknown (-1) */
+            if (!(id >= 0 && id <= INT32_MAX)) id = -1;
             if (emit(s, (int32_t)id, i == 0 && text ? text : "", i == 0 ? len : 0)) return 1;
         }
         if (nt == 0 && len > 0 && emit(s, -1, text, len)) return 1;

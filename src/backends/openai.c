@@ -49,6 +49,10 @@ static int openai_open(const melt_backend_params *p, const melt_backend_sink *si
     melt_http_url u;
     int rc = melt_http_parse_url(p->url, &u, err);
     if (rc < 0) return melt_errorf(err, rc, "openai: %s", err ? err->msg : "bad url");
+    /* a URL cut to fit would reach another path: refuse it */
+    if (strlen(p->url) >= sizeof ((melt_backend *)0)->url)
+        return melt_errorf(err, MELT_EINVAL, "openai: url longer than %zu bytes",
+                           sizeof ((melt_backend *)0)->url - 1);
     melt_backend *b = calloc(1, sizeof *b);
     if (!b) return melt_errorf(err, MELT_ENOMEM, "out of memory");
     b->p = *p;

@@ -24,12 +24,14 @@ struct melt_jnode {
     size_t count;               /* children */
     uint32_t first_i, next_i, last_i;   /* links while parsing */
     const melt_jnode *first, *next;     /* links once done */
+    const melt_jnode *const *kids;      /* the children in order, once done */
 };
 
 struct melt_jdoc {
     melt_jnode *nodes;
     size_t n_nodes;
     char *arena;
+    const melt_jnode **kids;   /* every container's children, one run each */
 };
 
 typedef struct jp {
@@ -349,11 +351,25 @@ int melt_jscan_parse(const char *text, size_t len, melt_jdoc **out, melt_error *
         free(doc);
         return rc;
     }
+    /* Each container's children side by side in one array, so that
+     * melt_jnode_at is O(1): walking a long array (a server's "tokens")
+     * by index must not be quadratic. */
+    const melt_jnode **kids = malloc((p.n ? p.n : 1) * sizeof *kids);
+    if (!kids) {
+        free(p.nodes);
+        free(p.arena);
+        free(doc);
+        return melt_errorf(err, MELT_ENOMEM, "JSON: out of memory");
+    }
+    size_t off = 0;
     for (size_t i = 0; i < p.n; i++) {
         melt_jnode *n = &p.nodes[i];
         n->first = n->first_i == NONE ? NULL : &p.nodes[n->first_i];
         n->next = n->next_i == NONE ? NULL : &p.nodes[n->next_i];
+        n->kids = kids + off;
+        for (uint32_t k = n->first_i; k != NONE; k = p.nodes[k].next_i) kids[off++] = &p.nodes[k];
     }
+    doc->kids = kids;
     doc->nodes = p.nodes;
     doc->n_nodes = p.n;
     doc->arena = p.arena;
@@ -366,6 +382,7 @@ void melt_jdoc_free(melt_jdoc *doc)
     if (!doc) return;
     free(doc->nodes);
     free(doc->arena);
+    free(doc->kids);
     free(doc);
 }
 
@@ -392,9 +409,7 @@ size_t melt_jnode_count(const melt_jnode *n)
 const melt_jnode *melt_jnode_at(const melt_jnode *n, size_t i)
 {
     if (!n || i >= n->count) return NULL;
-    const melt_jnode *k = n->first;
-    while (k && i--) k = k->next;
-    return k;
+    return n->kids[i];
 }
 
 static const melt_jnode *get_n(const melt_jnode *obj, const char *key, size_t key_len)

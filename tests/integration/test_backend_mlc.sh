@@ -26,4 +26,25 @@ fi
 FAKE_MLC_FAIL="TVMError: cannot find the model library" \
     check_exit "mlc_failed_start_exits_1" 1 "$AGENT" --backend mlc --binary "$FAKE" -m m --prompt x -n 2
 expect "mlc_failed_start_quotes_the_server" "$T/out" 'mlc: .*exited with status 1.*TVMError: cannot find the model library'
+# SIGTERM while the server is still loading ends the agent at once (with
+# its signals blocked during the start it waited out the start timeout)
+# and takes the server with it.
+FAKE_MLC_LOADING=1000000 "$AGENT" --backend mlc --binary "$FAKE" -m m --prompt x -n 2 \
+    >"$T/term.out" 2>"$T/term.err" &
+apid=$!
+sleep 1.5
+kill -TERM "$apid"
+waited=0
+while kill -0 "$apid" 2>/dev/null && [ "$waited" -lt 80 ]; do sleep 0.1; waited=$((waited + 1)); done
+if kill -0 "$apid" 2>/dev/null; then
+    expect_eq "mlc_sigterm_while_loading_ends_the_agent" "still running 8 s later" "exited"
+    kill -KILL "$apid" 2>/dev/null
+else
+    expect_eq "mlc_sigterm_while_loading_ends_the_agent" "exited" "exited"
+fi
+wait "$apid" 2>/dev/null
+term_port=$(sed -n '/^--port$/{n;p;}' "$T/args")
+if command -v curl >/dev/null 2>&1; then
+    check_exit "mlc_server_stopped_after_sigterm" 7 curl -s -o /dev/null "http://127.0.0.1:$term_port/v1/models"
+fi
 finish

@@ -383,6 +383,17 @@ static void http_fetch_collects_a_body_and_a_cut_body_is_incomplete(void **state
     assert_false(resp.complete);
     assert_string_equal(bb.data, "only this");
     assert_non_null(strstr(err.msg, "closed before the body ended"));
+
+    /* melt_http_fetch gives whole bodies only: the same cut is an error */
+    srv s3 = {.reply = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"data\":[]}"};
+    srv_start(&s3);
+    snprintf(url_s, sizeof url_s, "http://127.0.0.1:%d/v1/models", s3.port);
+    memset(&err, 0, sizeof err);
+    b = NULL;
+    assert_true(melt_http_fetch(url_s, NULL, NULL, 2000, NULL, &status, &b, &err) < 0);
+    srv_join(&s3);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, "closed before the body ended"));
 }
 
 int main(void)

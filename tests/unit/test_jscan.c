@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <time.h>
 
 #include "melt/jscan.h"
 
@@ -137,6 +138,38 @@ static void jscan_reads_the_recorded_final_chunk(void **state)
     free(rec);
 }
 
+/* A server's answer may hold a long array (llama-server's "tokens"); the
+ * backends walk it by index, which must not take quadratic time. */
+static void jscan_indexes_a_long_array_in_constant_time(void **state)
+{
+    (void)state;
+    const size_t n = 400000;
+    char *s = malloc(n * 8 + 16);
+    assert_non_null(s);
+    size_t len = 0;
+    s[len++] = '[';
+    for (size_t i = 0; i < n; i++) len += (size_t)sprintf(s + len, "%s%zu", i ? "," : "", i % 1000);
+    s[len++] = ']';
+    melt_jdoc *d = NULL;
+    assert_int_equal(melt_jscan_parse(s, len, &d, NULL), 0);
+    const melt_jnode *r = melt_jdoc_root(d);
+    assert_int_equal(melt_jnode_count(r), n);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (size_t i = 0; i < n; i++) {
+        double v = -1;
+        if (!melt_jnode_num(melt_jnode_at(r, i), &v) || v != (double)(i % 1000))
+            fail_msg("element %zu reads %g", i, v);
+        if (i % 4096 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if (t.tv_sec - t0.tv_sec > 3) fail_msg("indexing is too slow: %zu of %zu elements in 3 s", i, n);
+        }
+    }
+    assert_null(melt_jnode_at(r, n));
+    melt_jdoc_free(d);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +179,7 @@ int main(void)
         cmocka_unit_test(jscan_rejects_bad_json_with_offset),
         cmocka_unit_test(jscan_bounds_nesting_depth),
         cmocka_unit_test(jscan_reads_the_recorded_final_chunk),
+        cmocka_unit_test(jscan_indexes_a_long_array_in_constant_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,8 @@
 
 #include "testutil.h"
 
+#include <sys/stat.h>
+
 #include "backends/llamacpp.h"
 #include "melt/backend.h"
 
@@ -187,6 +189,49 @@ static void backend_table_finds_builtin_and_llamacpp(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/llama-completion"));
 }
 
+/* A long prompt that the program's echo matches until near its end is
+ * text after all: all of it reaches the reply (a fixed 4 KiB buffer
+ * used to drop what did not fit). */
+static void cli_long_echo_that_diverges_is_kept_whole(void **state)
+{
+    (void)state;
+    const char *fake = scratch_path("fake-cli.sh");
+    FILE *f = fopen(fake, "w");
+    assert_non_null(f);
+    /* echo the prompt with its last byte changed, then one word */
+    fputs("#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = -p ] && p=$2; shift; done\n"
+          "printf ' %sX answer' \"${p%?}\"\n", f);
+    fclose(f);
+    assert_int_equal(chmod(fake, 0755), 0);
+    enum { N = 9000 };
+    char *prompt = malloc(N + 1);
+    assert_non_null(prompt);
+    memset(prompt, 'a', N);
+    prompt[N - 1] = 'b';
+    prompt[N] = '\0';
+    melt_backend_params p = melt_backend_default_params();
+    p.model = fixture_path("stories260K/stories260K.gguf");
+    p.mode = "cli";
+    p.binary = fake;
+    const melt_backend_ops *l = melt_backend_find("llamacpp");
+    melt_backend *be = NULL;
+    melt_error err = {0};
+    if (l->open(&p, NULL, &be, &err) < 0) fail_msg("%s", err.msg);
+    melt_backend_request rq = {.prompt = prompt, .n_predict = 4};
+    melt_backend_result res;
+    if (l->request(be, &rq, NULL, &res, &err) < 0) fail_msg("%s", err.msg);
+    assert_non_null(res.reply);
+    /* " " + the N-1 matched prompt bytes + "X answer" */
+    assert_int_equal(strlen(res.reply), 1 + (N - 1) + 8);
+    assert_int_equal(res.reply[0], ' ');
+    for (size_t i = 1; i < N; i++)
+        if (res.reply[i] != 'a') fail_msg("reply byte %zu is '%c'", i, res.reply[i]);
+    assert_string_equal(res.reply + N, "X answer");
+    melt_backend_result_free(&res);
+    l->close(be);
+    free(prompt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +240,7 @@ int main(void)
         cmocka_unit_test(perf_ignores_garbage_and_partial_lines),
         cmocka_unit_test(echo_filter_drops_the_prompt_and_end_marker),
         cmocka_unit_test(backend_table_finds_builtin_and_llamacpp),
+        cmocka_unit_test(cli_long_echo_that_diverges_is_kept_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -310,6 +310,30 @@ static void oai_llama_completion_reports_token_ids_and_timings(void **state)
     free(log);
 }
 
+/* Token ids are numbers from the network: one outside int32 is unknown
+ * (-1), not whatever an undefined conversion gives. */
+static void oai_llama_completion_out_of_range_ids_are_unknown(void **state)
+{
+    (void)state;
+    replay r;
+    const char *args[] = {"--dir", "tests/data/oai",
+                          "--route", "POST /completion=completion-stream-odd-ids.http", NULL};
+    replay_start(&r, args);
+    melt_backend_request rq = {.prompt = "x", .n_predict = 3};
+    melt_oai_call c = {.base_url = r.base, .kind = MELT_OAI_LLAMA_COMPLETION, .rq = &rq};
+    streamed o = {0};
+    const int rc = stream(&c, &o);
+    replay_stop(&r);
+    if (rc != 0) fail_msg("%s", o.err.msg);
+    assert_int_equal(o.g.n, 3);
+    assert_int_equal(o.g.id[0], -1);
+    assert_int_equal(o.g.id[1], -1);
+    assert_int_equal(o.g.id[2], 312);
+    assert_string_equal(o.res.reply, " Once upon a");
+    assert_int_equal(o.res.end, MELT_BACKEND_END_LIMIT);
+    melt_backend_result_free(&o.res);
+}
+
 static void oai_completions_survive_keepalives_and_multiline_data(void **state)
 {
     (void)state;
@@ -598,6 +622,15 @@ static void openai_backend_goes_on_without_a_model_list_but_not_when_down(void *
     assert_int_equal(ops->open(&p, NULL, &b, &err), MELT_EINVAL);
     p.url = "https://api.openai.com/v1";
     assert_int_equal(ops->open(&p, NULL, &b, &err), MELT_EUNSUPPORTED);
+    /* a URL too long to keep whole is refused, not cut (a valid path of
+     * 1010 bytes: the URL parser alone accepts it) */
+    char long_url[1100];
+    int k = snprintf(long_url, sizeof long_url, "http://127.0.0.1:1/");
+    memset(long_url + k, 'a', 1010);
+    long_url[k + 1010] = '\0';
+    p.url = long_url;
+    assert_int_equal(ops->open(&p, NULL, &b, &err), MELT_EINVAL);
+    assert_non_null(strstr(err.msg, "url longer than"));
 }
 
 static void openai_backend_waits_while_the_server_loads(void **state)
@@ -702,6 +735,7 @@ int main(void)
         cmocka_unit_test(oai_error_answers_carry_the_server_message),
         cmocka_unit_test(oai_error_events_mid_stream_fail_after_keeping_tokens),
         cmocka_unit_test(oai_llama_completion_reports_token_ids_and_timings),
+        cmocka_unit_test(oai_llama_completion_out_of_range_ids_are_unknown),
         cmocka_unit_test(oai_completions_survive_keepalives_and_multiline_data),
         cmocka_unit_test(oai_sink_stop_and_cancel_end_as_caller),
         cmocka_unit_test(oai_reasoning_counts_as_tokens_but_not_reply),
