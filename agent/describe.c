@@ -10,16 +10,24 @@
  *
  * Files are read below DIR (default /: /proc, /sys, /etc), so tests point
  * it at a fake tree; tools (getprop, dumpsys, nvpmodel, jetson_clocks) are
- * run from PATH through popen when they exist. Nothing here is required:
+ * run from PATH (tool_output, with a time limit) when they exist. Nothing here is required:
  * what cannot be read is left out. libc only. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <paths.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -134,22 +142,96 @@ static bool read_line_at(const char *root, const char *rel, char *buf, size_t n)
     return ok && l > 0;
 }
 
+/* A tool that does not answer within this time is killed and counts as
+ * absent: describe must not hang on a wedged dumpsys or nvpmodel. */
+#define TOOL_TIMEOUT_MS 3000
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The output of a shell command (stdout; at most n-1 bytes kept) into
+ * out, NUL-terminated; killed with its children after TOOL_TIMEOUT_MS.
+ * Returns the bytes kept, or -1 when it could not run. */
+static ssize_t tool_output(const char *cmd, char *out, size_t n)
+{
+    int fd[2];
+    out[0] = '\0';
+    if (pipe(fd) < 0)
+        return -1;
+    const pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {   /* own process group, so a timeout kills the pipeline */
+        setpgid(0, 0);
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        const int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, STDIN_FILENO);
+            dup2(devnull, STDERR_FILENO);
+        }
+        execl(_PATH_BSHELL, "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t len = 0;
+    const int64_t deadline = mono_ms() + TOOL_TIMEOUT_MS;
+    bool timed_out = false;
+    for (;;) {
+        const int64_t left = deadline - mono_ms();
+        if (left <= 0) {
+            timed_out = true;
+            break;
+        }
+        struct pollfd pf = {.fd = fd[0], .events = POLLIN};
+        const int pr = poll(&pf, 1, (int)left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            continue;   /* re-checks the deadline */
+        char chunk[512];
+        const ssize_t k = read(fd[0], chunk, sizeof chunk);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        const size_t keep = len + 1 < n ? ((size_t)k < n - 1 - len ? (size_t)k : n - 1 - len) : 0;
+        memcpy(out + len, chunk, keep);
+        len += keep;
+    }
+    close(fd[0]);
+    if (timed_out)
+        kill(-pid, SIGKILL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    out[len] = '\0';
+    return timed_out ? -1 : (ssize_t)len;
+}
+
 /* The first output line of a shell command into buf (trimmed). */
 static bool tool_line(const char *cmd, char *buf, size_t n)
 {
+    char all[1024];
     buf[0] = '\0';
-    FILE *p = popen(cmd, "r");
-    if (!p)
+    if (tool_output(cmd, all, sizeof all) <= 0)
         return false;
-    bool ok = fgets(buf, (int)n, p) != NULL;
-    char rest[256];
-    while (fgets(rest, sizeof rest, p)) {
-    }
-    pclose(p);
-    size_t l = strlen(buf);
+    size_t l = strcspn(all, "\n");
+    if (l >= n)
+        l = n - 1;
+    memcpy(buf, all, l);
+    buf[l] = '\0';
     while (l && isspace((unsigned char)buf[l - 1]))
         buf[--l] = '\0';
-    return ok && l > 0;
+    return l > 0;
 }
 
 static bool have_tool(const char *name)
@@ -354,12 +436,12 @@ static bool l4t_version(const char *root, char *out, size_t n)
  * to MaxFreq), else "off". */
 static const char *jetson_clocks_state(void)
 {
-    FILE *p = popen("jetson_clocks --show 2>/dev/null", "r");
-    if (!p)
+    static char all[16384];   /* describe runs once per process */
+    if (tool_output("jetson_clocks --show 2>/dev/null", all, sizeof all) <= 0)
         return NULL;
-    char line[512];
     int cpus = 0, pinned = 0;
-    while (fgets(line, sizeof line, p)) {
+    char *save = NULL;
+    for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         long long lo, hi;
         const char *mn = strstr(line, "MinFreq="), *mx = strstr(line, "MaxFreq=");
         if (strncmp(line, "cpu", 3) != 0 || !mn || !mx)
@@ -369,7 +451,6 @@ static const char *jetson_clocks_state(void)
         cpus++;
         pinned += lo == hi && lo > 0;
     }
-    pclose(p);
     return cpus == 0 ? NULL : pinned == cpus ? "on" : "off";
 }
 
@@ -385,10 +466,12 @@ static void jetson(const char *root, jw *w)
     jw_kstr(w, "l4t", l4t);
     if (has_nvp) {
         /* "NV Power Mode: MAXN" then the mode's number */
-        FILE *p = popen("nvpmodel -q 2>/dev/null", "r");
-        char line[256];
-        while (p && fgets(line, sizeof line, p)) {
-            line[strcspn(line, "\r\n")] = '\0';
+        char all[4096];
+        char *save = NULL;
+        if (tool_output("nvpmodel -q 2>/dev/null", all, sizeof all) <= 0)
+            all[0] = '\0';
+        for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            line[strcspn(line, "\r")] = '\0';
             const char *m = strstr(line, "Power Mode:");
             if (m) {
                 m += strlen("Power Mode:");
@@ -399,8 +482,6 @@ static void jetson(const char *root, jw *w)
                 snprintf(id, sizeof id, "%.15s", line);
             }
         }
-        if (p)
-            pclose(p);
         jw_kstr(w, "nvpmodel", mode);
         if (id[0])
             jw_knum(w, "nvpmodel_id", strtod(id, NULL));

@@ -100,6 +100,11 @@ expect "jetson_governors" "$T/jetson.json" '"governor":\{"policy0":"schedutil","
 expect_not "switched_off_sensors_left_out" "$T/jetson.json" '-256'
 FAKE_NVPMODEL="15W 1" FAKE_JETSON_CLOCKS=on PATH="$JPATH" check "describe_jetson_pinned" "$AGENT" --describe --root "$JROOT"
 expect "jetson_mode_and_clocks_on" "$T/out" '"nvpmodel":"15W","nvpmodel_id":1,"jetson_clocks":"on"'
+# a tool that never answers is given up after its time limit (3 s)
+t0=$(date +%s)
+FAKE_NVPMODEL_HANG=1 PATH="$JPATH" check "describe_wedged_tool_exits_0" "$AGENT" --describe --root "$JROOT"
+expect_eq "describe_wedged_tool_given_up" "$(( $(date +%s) - t0 < 10 ))" 1
+expect "describe_wedged_tool_rest_kept" "$T/out" '"jetson":\{"l4t":"35.4.1","jetson_clocks":"off"\}'
 check "describe_no_jetson_here" "$AGENT" --describe --root "$DATA/devices/x86-laptop"
 expect_not "no_jetson_key_elsewhere" "$T/out" '"jetson"'
 check_exit "describe_bad_flag" 2 "$AGENT" --describe --bogus
