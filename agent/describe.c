@@ -362,6 +362,8 @@ static void governors(const char *root, jw *w)
 static void temperatures(const char *root, jw *w)
 {
     char *zones[MAX_ITEMS], rel[PATH_MAX], type[96], temp[32];
+    static char seen[MAX_ITEMS][96];   /* keys written so far */
+    size_t n_seen = 0;
     size_t n = list_dir(root, "/sys/class/thermal", "thermal_zone", zones, MAX_ITEMS);
     bool opened = false;
     for (size_t i = 0; i < n; i++) {
@@ -376,7 +378,21 @@ static void temperatures(const char *root, jw *w)
             if (!opened)
                 jw_open(w, "temps_c");
             opened = true;
-            jw_knum(w, type, (double)mc / 1000.0);
+            /* zones sharing a type (several acpitz on a PC) get their
+             * zone's name appended, so no key repeats */
+            bool dup = false;
+            for (size_t k = 0; k < n_seen && !dup; k++)
+                dup = strcmp(seen[k], type) == 0;
+            char key[96];
+            if (dup) {
+                const int len = (int)strnlen(type, 60);
+                snprintf(key, sizeof key, "%.*s.%.30s", len, type, zones[i]);
+            } else {
+                snprintf(key, sizeof key, "%s", type);
+            }
+            if (n_seen < MAX_ITEMS)
+                snprintf(seen[n_seen++], sizeof seen[0], "%s", key);
+            jw_knum(w, key, (double)mc / 1000.0);
         }
         free(zones[i]);
     }

@@ -105,6 +105,14 @@ t0=$(date +%s)
 FAKE_NVPMODEL_HANG=1 PATH="$JPATH" check "describe_wedged_tool_exits_0" "$AGENT" --describe --root "$JROOT"
 expect_eq "describe_wedged_tool_given_up" "$(( $(date +%s) - t0 < 10 ))" 1
 expect "describe_wedged_tool_rest_kept" "$T/out" '"jetson":\{"l4t":"35.4.1","jetson_clocks":"off"\}'
+# two thermal zones of one type: both kept, under different keys
+for z in 0 1; do
+    mkdir -p "$T/pc/sys/class/thermal/thermal_zone$z"
+    echo acpitz >"$T/pc/sys/class/thermal/thermal_zone$z/type"
+    echo "${z}5000" >"$T/pc/sys/class/thermal/thermal_zone$z/temp"
+done
+check "describe_same_type_zones" "$AGENT" --describe --root "$T/pc"
+expect "describe_same_type_zones_both_kept" "$T/out" '"temps_c":\{"acpitz":5,"acpitz\.thermal_zone1":15\}'
 check "describe_no_jetson_here" "$AGENT" --describe --root "$DATA/devices/x86-laptop"
 expect_not "no_jetson_key_elsewhere" "$T/out" '"jetson"'
 check_exit "describe_bad_flag" 2 "$AGENT" --describe --bogus
