@@ -459,6 +459,7 @@ static int sq_set_trial_clock(void *impl, int64_t trial, int64_t offset_ns, int6
 }
 
 static int grow(void **v, size_t *cap, size_t n, size_t elem);
+static void col_text_into(sqlite3_stmt *st, int k, char *dst, size_t cap);
 
 static int sq_add_clock_sync(void *impl, const melt_clock_sync_row *row, melt_error *err)
 {
@@ -497,7 +498,7 @@ static int sq_list_clock_syncs(void *impl, int64_t cell, melt_clock_sync_row **r
         }
         melt_clock_sync_row *r = &v[cnt++];
         r->cell_rowid = sqlite3_column_int64(st, 0);
-        snprintf(r->at, sizeof r->at, "%s", (const char *)sqlite3_column_text(st, 1));
+        col_text_into(st, 1, r->at, sizeof r->at);
         r->host_ns = sqlite3_column_int64(st, 2);
         r->offset_ns = sqlite3_column_int64(st, 3);
         r->uncertainty_ns = sqlite3_column_int64(st, 4);
@@ -569,10 +570,19 @@ fail:
 
 /* ---- reading ---------------------------------------------------------- */
 
-static void col_copy(sqlite3_stmt *st, int k, char *dst, size_t cap)
+/* Column k's text into dst[cap] ("" for NULL), cut to fit. */
+static void col_text_into(sqlite3_stmt *st, int k, char *dst, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(st, k);
-    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+    if (!t) {
+        dst[0] = '\0';
+        return;
+    }
+    size_t len = (size_t)sqlite3_column_bytes(st, k);
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, t, len);
+    dst[len] = '\0';
 }
 
 static char *col_dup(sqlite3_stmt *st, int k, bool *oom)
@@ -615,13 +625,13 @@ static void read_run(sqlite3_stmt *st, melt_run_info *r)
 {
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
-    col_copy(st, 1, r->name, sizeof r->name);
-    col_copy(st, 2, r->status, sizeof r->status);
-    col_copy(st, 3, r->started, sizeof r->started);
-    col_copy(st, 4, r->finished, sizeof r->finished);
-    col_copy(st, 5, r->melt_version, sizeof r->melt_version);
-    col_copy(st, 6, r->melt_commit, sizeof r->melt_commit);
-    col_copy(st, 7, r->host, sizeof r->host);
+    col_text_into(st, 1, r->name, sizeof r->name);
+    col_text_into(st, 2, r->status, sizeof r->status);
+    col_text_into(st, 3, r->started, sizeof r->started);
+    col_text_into(st, 4, r->finished, sizeof r->finished);
+    col_text_into(st, 5, r->melt_version, sizeof r->melt_version);
+    col_text_into(st, 6, r->melt_commit, sizeof r->melt_commit);
+    col_text_into(st, 7, r->host, sizeof r->host);
     r->n_cells = sqlite3_column_int64(st, 8);
     r->n_trials = sqlite3_column_int64(st, 9);
     r->n_trials_ok = sqlite3_column_int64(st, 10);
@@ -792,20 +802,6 @@ static int sq_list_trials(void *impl, int64_t cell, melt_trial_info **trials, si
     *trials = v;
     *n = cnt;
     return 0;
-}
-
-static void col_text_into(sqlite3_stmt *st, int k, char *dst, size_t cap)
-{
-    const unsigned char *t = sqlite3_column_text(st, k);
-    if (!t) {
-        dst[0] = '\0';
-        return;
-    }
-    size_t len = (size_t)sqlite3_column_bytes(st, k);
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(dst, t, len);
-    dst[len] = '\0';
 }
 
 static int sq_get_events(void *impl, int64_t trial, melt_event **out, size_t *n, melt_error *err)

@@ -287,9 +287,6 @@ static int ssh_open(const melt_exp_device *dev, void **state, melt_error *err)
     return 0;
 }
 
-/* Available bytes from the last line of `df -Pk` output; false when it
- * cannot be read (then no check is made). */
-
 static int ssh_free_space(void *state, const char *dir, uint64_t *bytes, melt_error *err)
 {
     ssh_state *s = state;
